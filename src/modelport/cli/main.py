@@ -1,0 +1,27 @@
+"""Entry point of the `modelport` command."""
+
+from __future__ import annotations
+
+import typer
+
+from modelport.cli.bench_cmd import bench_app
+from modelport.cli.demo_cmd import demo_app
+from modelport.cli.serve_cmd import serve
+
+app = typer.Typer(
+    name="modelport",
+    help="Self-hosted inference endpoints for Hugging Face models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("serve")(serve)
+app.add_typer(bench_app, name="bench")
+app.add_typer(demo_app, name="demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""The engine loop: one thread that schedules, runs and samples, step after step.
+
+The asyncio server talks to it through `LLMEngine.generate` (an async iterator of deltas)
+and `abort`. Requests and aborts enter through a lock-protected inbox; outputs go back to
+the event loop with ``call_soon_threadsafe``. An abort frees the sequence's KV blocks at the
+next step boundary, so a cancelled client costs at most one more forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import torch
+
+from modelport.engine.kv_cache import KVCachePool, KVLayout
+from modelport.engine.loader import LoadedModel
+from modelport.engine.metrics import EngineMetrics
+from modelport.engine.runner import ModelRunner
+from modelport.engine.sampling import SamplingParams, make_generator
+from modelport.engine.scheduler import Scheduler, SchedulerConfig
+from modelport.engine.sequence import (
+    FinishReason,
+    IncrementalDetokenizer,
+    Sequence,
+    SequenceOutput,
+    SeqStatus,
+    TokenLogprob,
+)
+
+log = logging.getLogger(__name__)
+
+
+class EngineDeadError(RuntimeError):
+    """The engine loop crashed; every request fails fast until the process restarts."""
+
+
+class RequestRejected(ValueError):
+    """The request can never be served by this engine (e.g. longer than the context)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    block_size: int = 16
+    kv_cache_bytes: int = 512 * 1024**2
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 2048
+    max_n: int = 8
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    running: int
+    waiting: int
+    kv_blocks_total: int
+    kv_blocks_used: int
+    kv_cache_bytes: int
+    steps: int
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_blocks_used / self.kv_blocks_total if self.kv_blocks_total else 0.0
+
+
+class LLMEngine:
+    def __init__(self, loaded: LoadedModel, config: EngineConfig, model_name: str) -> None:
+        self.loaded = loaded
+        self.config = config
+        layout = KVLayout(loaded.num_layers, loaded.num_kv_heads, loaded.head_dim, config.block_size, loaded.dtype)
+        num_blocks = layout.blocks_for_budget(config.kv_cache_bytes)
+        min_blocks = -(-loaded.max_model_len // config.block_size)
+        if num_blocks < 1:
+            raise ValueError(
+                f"a KV budget of {config.kv_cache_bytes} bytes holds no block of {layout.bytes_per_block()} bytes; "
+                "raise --kv-cache-memory"
+            )
+        if num_blocks < min_blocks:
+            log.warning("the KV pool (%d tokens) is smaller than one full context (%d tokens)",
+                        num_blocks * config.block_size, loaded.max_model_len)
+        self.pool = KVCachePool(layout, num_blocks, loaded.device)
+        self.scheduler = Scheduler(
+            SchedulerConfig(config.block_size, config.max_num_seqs,
+                            max(config.max_num_batched_tokens, config.block_size)),
+            self.pool.allocator,
+        )
+        self.runner = ModelRunner(loaded, self.pool)
+        self.metrics = EngineMetrics(model_name)
+        self.metrics.kv_blocks.set(num_blocks)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._inbox: list[Sequence] = []
+        self._aborts: list[str] = []
+        self._seqs: dict[str, list[Sequence]] = {}  # request_id -> its sequences
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._steps = 0
+        self.dead: BaseException | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="modelport-engine", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def warmup(self) -> None:
+        """One tiny forward before reporting ready, so the first request does not pay for lazy init."""
+        params = SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True)
+        done = threading.Event()
+        seq = self._make_seq("warmup", 0, [0, 1, 2], params, lambda out: done.set() if out.finish_reason else None)
+        self._submit([seq])
+        if not done.wait(timeout=300):
+            raise RuntimeError("engine warm-up did not finish in 300 s")
+
+    # ---- public API (thread-safe) ---------------------------------------------------------
+    def stats(self) -> EngineStats:
+        alloc = self.pool.allocator
+        return EngineStats(
+            running=len(self.scheduler.running),
+            waiting=len(self.scheduler.waiting),
+            kv_blocks_total=alloc.num_blocks,
+            kv_blocks_used=alloc.num_used,
+            kv_cache_bytes=self.pool.nbytes(),
+            steps=self._steps,
+        )
+
+    def check_request(self, prompt_ids: list[int], params: SamplingParams, n: int) -> None:
+        """Reject at once what can never be served, naming the field at fault."""
+        vocab = int(self.loaded.config.vocab_size)
+        params.validate(vocab)
+        if not prompt_ids:
+            raise RequestRejected("the prompt is empty", "prompt")
+        if any(not 0 <= t < vocab for t in prompt_ids):
+            raise RequestRejected(f"prompt token ids must be in [0, {vocab})", "prompt")
+        if not 1 <= n <= self.config.max_n:
+            raise RequestRejected(f"n must be between 1 and {self.config.max_n}, got {n}", "n")
+        limit = self.loaded.max_model_len
+        if len(prompt_ids) >= limit:
+            raise RequestRejected(
+                f"the prompt has {len(prompt_ids)} tokens; this model's context is {limit} tokens "
+                "(prompt + completion). Shorten the prompt.", "messages")
+        if len(prompt_ids) + params.max_tokens > limit:
+            raise RequestRejected(
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
+                f"{limit} tokens; lower max_tokens to at most {limit - len(prompt_ids)}", "max_tokens")
+        if not self.scheduler.fits_at_all(len(prompt_ids) + 1):
+            raise RequestRejected("the prompt needs more KV cache than the whole pool holds; raise --kv-cache-memory",
+                                  "messages")
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, n: int = 1, request_id: str | None = None
+    ) -> AsyncIterator[SequenceOutput]:
+        """Stream deltas of all ``n`` sequences until each has finished. Cancelling the iterator aborts."""
+        if self.dead is not None:
+            raise EngineDeadError(f"the engine stopped: {self.dead}")
+        self.check_request(prompt_ids, params, n)
+        request_id = request_id or uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[SequenceOutput] = asyncio.Queue()
+
+        def sink(out: SequenceOutput) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, out)
+
+        seqs = [self._make_seq(request_id, i, prompt_ids, params, sink) for i in range(n)]
+        self._submit(seqs)
+        remaining = n
+        try:
+            while remaining:
+                out = await queue.get()
+                if out.finish_reason is not None:
+                    remaining -= 1
+                yield out
+        finally:
+            if remaining:
+                self.abort(request_id)
+
+    def abort(self, request_id: str) -> None:
+        with self._lock:
+            self._aborts.append(request_id)
+        self._wake.set()
+
+    # ---- engine thread --------------------------------------------------------------------
+    def _make_seq(self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams,
+                  sink: object) -> Sequence:
+        seed = None if params.seed is None else params.seed + index
+        return Sequence(
+            request_id=request_id,
+            index=index,
+            prompt_ids=list(prompt_ids),
+            params=params,
+            eos_ids=self.loaded.eos_ids,
+            max_model_len=self.loaded.max_model_len,
+            detokenizer=IncrementalDetokenizer(self.loaded.tokenizer),
+            generator=None if params.greedy else make_generator(seed),
+            sink=sink,  # type: ignore[arg-type]
+        )
+
+    def _submit(self, seqs: list[Sequence]) -> None:
+        with self._lock:
+            self._inbox.extend(seqs)
+        self._wake.set()
+
+    def _drain_inbox(self) -> None:
+        with self._lock:
+            new, self._inbox = self._inbox, []
+            aborts, self._aborts = self._aborts, []
+        for seq in new:
+            self._seqs.setdefault(seq.request_id, []).append(seq)
+            self.scheduler.add(seq)
+        for rid in aborts:
+            for seq in self._seqs.pop(rid, []):
+                if seq.status is not SeqStatus.FINISHED:
+                    self.scheduler.remove(seq)
+                    self.metrics.finished(FinishReason.ABORT.value)
+                    seq.sink(seq.finish(FinishReason.ABORT))
+
+    def _finish(self, seq: Sequence) -> None:
+        self.scheduler.remove(seq)
+        group = self._seqs.get(seq.request_id)
+        if group is not None:
+            group.remove(seq)
+            if not group:
+                del self._seqs[seq.request_id]
+        now = time.monotonic()
+        m = self.metrics
+        m.finished(seq.finish_reason.value if seq.finish_reason else "unknown")
+        m.e2e.observe(now - seq.arrival)
+        if seq.first_token_at is not None and len(seq.output_ids) > 1:
+            m.tpot.observe((now - seq.first_token_at) / (len(seq.output_ids) - 1))
+
+    def _update_gauges(self) -> None:
+        m = self.metrics
+        m.running.set(len(self.scheduler.running))
+        m.waiting.set(len(self.scheduler.waiting))
+        m.kv_usage.set(self.pool.allocator.usage())
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop:
+                self._drain_inbox()
+                if not self.scheduler.has_work():
+                    self._update_gauges()
+                    self._wake.wait(timeout=0.5)
+                    self._wake.clear()
+                    continue
+                self._step()
+        except BaseException as exc:  # the loop must never die silently
+            log.exception("engine loop crashed")
+            self.dead = exc
+            self._fail_all(f"engine error: {type(exc).__name__}")
+
+    def _fail_all(self, message: str) -> None:
+        for group in list(self._seqs.values()):
+            for seq in group:
+                if seq.status is not SeqStatus.FINISHED:
+                    self.scheduler.remove(seq)
+                    seq.sink(seq.finish(FinishReason.ABORT, error=message))
+        self._seqs.clear()
+
+    def _step(self) -> None:
+        step = self.scheduler.schedule()
+        self.metrics.preemptions.inc(len(step.preempted))
+        self._update_gauges()
+        if not step.items:
+            self._wake.wait(timeout=0.01)
+            self._wake.clear()
+            return
+        now = time.monotonic()
+        for seq, _ in step.items:
+            if seq.scheduled_at is None:
+                seq.scheduled_at = now
+                self.metrics.queue_time.observe(now - seq.arrival)
+        prefill_tokens = sum(n for s, n in step.items if s.num_cached < len(s.prompt_ids))
+        try:
+            result = self.runner.execute(step)
+        except torch.OutOfMemoryError:
+            log.exception("out of memory in a forward pass; failing this step's sequences")
+            for seq, _ in step.items:
+                self.scheduler.remove(seq)
+                seq.sink(seq.finish(FinishReason.ABORT, error="out of memory"))
+            return
+        self._steps += 1
+        self.metrics.prompt_tokens.inc(prefill_tokens)
+        if result.result is None:
+            return
+        res = result.result
+        self.metrics.generation_tokens.inc(len(result.sampled))
+        for i, seq in enumerate(result.sampled):
+            lp = None
+            if res.logprobs is not None and seq.params.logprobs is not None:
+                lp = TokenLogprob(res.token_ids[i], res.logprobs[i], res.top_logprobs[i] if res.top_logprobs else [])
+            first = seq.first_token_at is None
+            out = seq.append(res.token_ids[i], lp)
+            if first and seq.first_token_at is not None:
+                self.metrics.ttft.observe(seq.first_token_at - seq.arrival)
+            if out.finish_reason is not None:
+                self._finish(seq)
+            seq.sink(out)

@@ -1,0 +1,51 @@
+"""The one registry of environment variables modelport reads.
+
+Every variable is read here, lazily, so tests can set them per process and `modelport env`
+can list them with their meaning. Nothing else in the package calls ``os.environ`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str
+    help: str
+
+    def get(self) -> str:
+        return os.environ.get(self.name, self.default)
+
+
+DATA_DIR = EnvVar(
+    "MODELPORT_DATA_DIR",
+    str(Path.home() / ".cache" / "modelport"),
+    "Where modelport keeps demo models, the weight cache and state.",
+)
+LOG_LEVEL = EnvVar("MODELPORT_LOG_LEVEL", "info", "Log level: debug, info, warning, error.")
+LOG_PAYLOADS = EnvVar(
+    "MODELPORT_LOG_PAYLOADS",
+    "0",
+    "Set to 1 to log prompt and completion text (off by default: payloads are user data).",
+)
+TORCH_THREADS = EnvVar(
+    "MODELPORT_TORCH_THREADS", "0", "Intra-op threads for torch on CPU; 0 keeps torch's default (all cores)."
+)
+
+ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, LOG_PAYLOADS, TORCH_THREADS)
+
+
+def data_dir() -> Path:
+    return Path(DATA_DIR.get()).expanduser()
+
+
+def log_payloads() -> bool:
+    return LOG_PAYLOADS.get().strip().lower() in {"1", "true", "yes"}
+
+
+def torch_threads() -> int:
+    return int(TORCH_THREADS.get() or "0")
