@@ -1,0 +1,1 @@
+"""Wire models shared by the engine server, the gateway and the SDK (no torch imports here)."""

@@ -1,0 +1,131 @@
+"""The engine server's ASGI app: middleware, error rendering, health and metrics.
+
+Middleware order (outermost first): body-size limit → request id → routes. Errors are
+rendered in the dialect of the route that was called, so the OpenAI SDK, the TGI client and
+TEI clients each see the error shape they parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelport import __version__
+from modelport.protocol.errors import APIError, Dialect, dialect_for_path, render, tgi_status
+from modelport.server import embed_routes, openai_routes, tgi_routes
+from modelport.server.state import ServerState
+
+log = logging.getLogger("modelport.server")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with 413 before they are buffered in full."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(scope, send, self._too_large())
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _too_large(self) -> APIError:
+        return APIError(413, f"the request body is larger than {self.max_bytes} bytes", error_type="validation")
+
+
+async def _send_error(scope: Scope, send: Send, err: APIError) -> None:
+    response = error_response(scope.get("path", "/"), err)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def error_response(path: str, err: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    dialect = dialect_for_path(path)
+    status = err.status if dialect is Dialect.OPENAI else tgi_status(err)
+    return JSONResponse(render(err, dialect), status_code=status, headers=headers)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    app = FastAPI(title="modelport engine server", version=__version__)
+    app.state.mp = state
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[Any] = list(exc.errors())
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        param = ".".join(loc) or None
+        if first.get("type") == "json_invalid":
+            message, param = "the request body is not valid JSON", None
+        else:
+            message = f"invalid request: {param or 'body'}: {first.get('msg')}"
+        return error_response(request.url.path, APIError(400, message, param=param, error_type="validation"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(request.url.path, APIError(500, f"internal error ({type(exc).__name__})"))
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Any) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        start = time.monotonic()
+        response: Response = await call_next(request)
+        response.headers["x-request-id"] = rid
+        log.debug("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
+                  (time.monotonic() - start) * 1000)
+        return response
+
+    @app.get("/health")
+    async def health() -> Response:
+        engine = state.llm
+        if not state.ready or (engine is not None and engine.dead is not None):
+            return JSONResponse({"error": "unhealthy", "error_type": "healthcheck"}, status_code=503)
+        return Response(status_code=200)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = b""
+        if state.llm is not None:
+            body += generate_latest(state.llm.metrics.registry)
+        if state.embedder is not None:
+            body += generate_latest(state.embedder.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(openai_routes.router)
+    app.include_router(embed_routes.router)
+    app.include_router(tgi_routes.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
+    return app
