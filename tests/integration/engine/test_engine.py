@@ -1,0 +1,90 @@
+"""The real engine on the tiny model: exact agreement with transformers `generate`, and no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from modelport.engine.engine import EngineConfig, LLMEngine, RequestRejected
+from modelport.engine.loader import ModelLoadError, load_causal_lm
+from modelport.engine.sampling import SamplingParams
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path) -> Iterator[LLMEngine]:
+    loaded = load_causal_lm(tiny_model, dtype="float32", device="cpu")
+    # 60 blocks of 4 tokens: small enough that 12 concurrent prompts must preempt
+    budget = 60 * (2 * loaded.num_layers * 4 * loaded.num_kv_heads * loaded.head_dim * 4)
+    eng = LLMEngine(loaded, EngineConfig(block_size=4, kv_cache_bytes=budget), "tiny")
+    eng.start()
+    eng.warmup()
+    yield eng
+    eng.shutdown()
+
+
+async def _generate(engine: LLMEngine, prompt: list[int], params: SamplingParams) -> list[int]:
+    tokens: list[int] = []
+    async for out in engine.generate(prompt, params):
+        tokens += out.token_ids
+    return tokens
+
+
+def test_batched_greedy_equals_transformers_generate_even_with_preemption(
+    engine: LLMEngine, tiny_model: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    prompts = [list(range(5 + i, 20 + 3 * i)) for i in range(12)]
+    params = SamplingParams(max_tokens=30, temperature=0, ignore_eos=True)
+    before = engine.metrics.preemptions._value.get()
+
+    async def run_all() -> list[list[int]]:
+        return list(await asyncio.gather(*[_generate(engine, p, params) for p in prompts]))
+
+    got = asyncio.run(run_all())
+    assert engine.metrics.preemptions._value.get() > before, "the test is meant to exercise preemption"
+    ref = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    for prompt, tokens in zip(prompts, got, strict=True):
+        expected = ref.generate(torch.tensor([prompt]), max_new_tokens=30, min_new_tokens=30, do_sample=False)
+        assert tokens == expected[0, len(prompt) :].tolist()
+    assert engine.stats().kv_blocks_used == 0
+
+
+def test_cancelled_generation_frees_blocks_at_once(engine: LLMEngine) -> None:
+    async def cancel_midway() -> None:
+        gen = engine.generate([1, 2, 3, 4, 5], SamplingParams(max_tokens=200, ignore_eos=True))
+        got = 0
+        async for _ in gen:
+            got += 1
+            if got == 5:
+                break
+        await gen.aclose()
+        for _ in range(200):
+            if engine.stats().kv_blocks_used == 0:
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(cancel_midway())
+    assert engine.stats().kv_blocks_used == 0 and engine.stats().running == 0
+
+
+def test_requests_that_can_never_fit_are_rejected(engine: LLMEngine) -> None:
+    with pytest.raises(RequestRejected):
+        engine.check_request([1] * 4000, SamplingParams(max_tokens=1), 1)
+    with pytest.raises(RequestRejected):
+        engine.check_request([], SamplingParams(max_tokens=1), 1)
+    with pytest.raises(RequestRejected):
+        engine.check_request([1], SamplingParams(max_tokens=1), 99)
+
+
+def test_pickle_only_folder_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_model / "config.json").read_text())
+    (folder / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(ModelLoadError, match="allow-pickle"):
+        load_causal_lm(folder)
