@@ -29,8 +29,8 @@ class PrefillChunk:
     start: int
     end: int
     ctx_len: int
-    gather_slots: torch.Tensor | None  # slots of all ctx_len tokens; None when nothing was cached before
-    mask: torch.Tensor | None  # [q, ctx_len] bool, None when plain causal suffices
+    gather_blocks: torch.Tensor | None  # blocks holding the context; None when nothing was cached before
+    mask: torch.Tensor | None  # [q, blocks * block_size] bool, None when plain causal suffices
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class PagedBatch:
     pool: KVCachePool
     slot_mapping: torch.Tensor  # [T] slot each new token's K/V is written to
     decode_index: torch.Tensor | None  # [Bd] positions of single-token queries in the packed row
-    decode_slots: torch.Tensor | None  # [Bd, L] slots to gather (padded)
-    decode_mask: torch.Tensor | None  # [Bd, 1, 1, L] True where the slot is real
+    decode_blocks: torch.Tensor | None  # [Bd, nblocks] block tables, padded by repeating the last block
+    decode_mask: torch.Tensor | None  # [Bd, 1, 1, nblocks * block_size] True where the slot holds a token
     prefills: tuple[PrefillChunk, ...]
 
 
@@ -54,47 +54,59 @@ def build_paged_batch(
     bs = pool.block_size
     slot_mapping: list[int] = []
     decode_pos: list[int] = []
-    decode_slot_rows: list[list[int]] = []
+    decode_tables: list[list[int]] = []
+    decode_lens: list[int] = []
     prefills: list[PrefillChunk] = []
     offset = 0
     for block_table, cached, new in entries:
         total = cached + new
-        slots = [block_table[p // bs] * bs + p % bs for p in range(total)]
-        slot_mapping.extend(slots[cached:])
+        slot_mapping.extend(block_table[p // bs] * bs + p % bs for p in range(cached, total))
+        nblocks = -(-total // bs)
         if new == 1 and cached > 0:
             decode_pos.append(offset)
-            decode_slot_rows.append(slots)
+            decode_tables.append(block_table[:nblocks])
+            decode_lens.append(total)
         elif cached == 0:
             prefills.append(PrefillChunk(offset, offset + new, total, None, None))
         else:
             q_pos = torch.arange(cached, total, device=device)[:, None]
-            k_pos = torch.arange(total, device=device)[None, :]
+            k_pos = torch.arange(nblocks * bs, device=device)[None, :]
             prefills.append(
                 PrefillChunk(
                     offset,
                     offset + new,
                     total,
-                    torch.tensor(slots, dtype=torch.long, device=device),
+                    torch.tensor(block_table[:nblocks], dtype=torch.long, device=device),
                     k_pos <= q_pos,
                 )
             )
         offset += new
-    decode_index = decode_slots = decode_mask = None
+    decode_index = decode_blocks = decode_mask = None
     if decode_pos:
-        width = max(len(r) for r in decode_slot_rows)
-        padded = [r + [0] * (width - len(r)) for r in decode_slot_rows]
-        lengths = torch.tensor([len(r) for r in decode_slot_rows], device=device)
+        width = max(len(t) for t in decode_tables)
+        padded = [t + [t[-1]] * (width - len(t)) for t in decode_tables]
+        lengths = torch.tensor(decode_lens, device=device)
         decode_index = torch.tensor(decode_pos, dtype=torch.long, device=device)
-        decode_slots = torch.tensor(padded, dtype=torch.long, device=device)
-        decode_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None])[:, None, None, :]
+        decode_blocks = torch.tensor(padded, dtype=torch.long, device=device)
+        decode_mask = (torch.arange(width * bs, device=device)[None, :] < lengths[:, None])[:, None, None, :]
     return PagedBatch(
         pool=pool,
         slot_mapping=torch.tensor(slot_mapping, dtype=torch.long, device=device),
         decode_index=decode_index,
-        decode_slots=decode_slots,
+        decode_blocks=decode_blocks,
         decode_mask=decode_mask,
         prefills=tuple(prefills),
     )
+
+
+def _gather_blocks(cache: torch.Tensor, block_size: int, blocks: torch.Tensor) -> torch.Tensor:
+    """Copy whole blocks (contiguous runs of slots) rather than single slots: far fewer, larger copies.
+
+    ``cache`` is ``[slots, Hkv, D]``; ``blocks`` is ``[..., n]``; returns ``[..., n * block_size, Hkv, D]``.
+    """
+    by_block = cache.view(-1, block_size, *cache.shape[1:])
+    flat = by_block.index_select(0, blocks.reshape(-1))
+    return flat.view(*blocks.shape[:-1], blocks.shape[-1] * block_size, *cache.shape[1:])
 
 
 def paged_attention_forward(
@@ -128,24 +140,26 @@ def paged_attention_forward(
     out = q.new_empty((total, num_heads, head_dim))
 
     if batch.decode_index is not None:
-        assert batch.decode_slots is not None and batch.decode_mask is not None
+        assert batch.decode_blocks is not None and batch.decode_mask is not None
         n = batch.decode_index.shape[0]
         # GQA packed: the query heads that share a KV head become that head's "query positions".
         qd = q.index_select(1, batch.decode_index).transpose(0, 1).reshape(n, num_kv, group, head_dim)
-        kd = k_cache[batch.decode_slots].transpose(1, 2)  # [n, Hkv, L, D]
-        vd = v_cache[batch.decode_slots].transpose(1, 2)
+        bs = batch.pool.block_size
+        kd = _gather_blocks(k_cache, bs, batch.decode_blocks).transpose(1, 2)  # [n, Hkv, L, D]
+        vd = _gather_blocks(v_cache, bs, batch.decode_blocks).transpose(1, 2)
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=batch.decode_mask, scale=scaling)
         out[batch.decode_index] = od.reshape(n, num_heads, head_dim)
 
     for chunk in batch.prefills:
         qp = q[:, chunk.start : chunk.end].unsqueeze(0)
-        if chunk.gather_slots is None:
+        if chunk.gather_blocks is None:
             kp = key[:, :, chunk.start : chunk.end]
             vp = value[:, :, chunk.start : chunk.end]
             op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scaling, enable_gqa=True)
         else:
-            kp = k_cache[chunk.gather_slots].transpose(0, 1).unsqueeze(0)
-            vp = v_cache[chunk.gather_slots].transpose(0, 1).unsqueeze(0)
+            bs = batch.pool.block_size
+            kp = _gather_blocks(k_cache, bs, chunk.gather_blocks).transpose(0, 1).unsqueeze(0)
+            vp = _gather_blocks(v_cache, bs, chunk.gather_blocks).transpose(0, 1).unsqueeze(0)
             op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=chunk.mask, scale=scaling, enable_gqa=True)
         out[chunk.start : chunk.end] = op[0].transpose(0, 1)
     return out.unsqueeze(0), None

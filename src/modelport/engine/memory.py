@@ -32,10 +32,9 @@ def parse_budget(text: str, device: torch.device) -> int:
     return int(number * _UNITS[unit])
 
 
-def default_budget(device: torch.device, weight_bytes: int) -> int:
+def default_budget(device: torch.device) -> int:
     """Never "all RAM": 1 GiB on CPU (tens of thousands of tokens for small models); on a GPU,
-    half of what the weights leave free."""
+    40% of the card, which leaves room for weights of models that fit it comfortably."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return max(int(free * 0.5), 64 * 2**20)
+        return int(device_memory_bytes(device) * 0.4)
     return 2**30

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelport import envs
-from modelport.engine.loader import is_embedding_model, load_causal_lm, check_weights
+from modelport.engine.loader import LoadedModel, check_weights, is_embedding_model, load_causal_lm, pick_device
 from modelport.server.state import ModelKind, ServerState
 
 log = logging.getLogger(__name__)
@@ -52,19 +52,21 @@ def build_state(opts: ServeOptions) -> ServerState:
     from modelport.engine.engine import EngineConfig, LLMEngine
     from modelport.engine.memory import default_budget, parse_budget
 
-    loaded = load_causal_lm(path, dtype=opts.dtype, device=opts.device, allow_pickle=opts.allow_pickle,
-                            trust_remote_code=opts.trust_remote_code, max_model_len=opts.max_model_len)
-    budget = (parse_budget(opts.kv_cache_memory, loaded.device) if opts.kv_cache_memory
-              else default_budget(loaded.device, loaded.weight_bytes))
-    engine = LLMEngine(loaded, EngineConfig(block_size=opts.block_size, kv_cache_bytes=budget,
-                                            max_num_seqs=opts.max_num_seqs,
-                                            max_num_batched_tokens=opts.max_num_batched_tokens), name)
-    stats = engine.stats()
+    device = pick_device(opts.device)
+    budget = parse_budget(opts.kv_cache_memory, device) if opts.kv_cache_memory else default_budget(device)
+
+    def load() -> LoadedModel:
+        return load_causal_lm(path, dtype=opts.dtype, device=opts.device, allow_pickle=opts.allow_pickle,
+                              trust_remote_code=opts.trust_remote_code, max_model_len=opts.max_model_len)
+
+    engine = LLMEngine(load, EngineConfig(block_size=opts.block_size, kv_cache_bytes=budget,
+                                          max_num_seqs=opts.max_num_seqs,
+                                          max_num_batched_tokens=opts.max_num_batched_tokens), name)
+    engine.start()
+    loaded, stats = engine.loaded, engine.stats()
     log.info("loaded %s on %s as %s: weights %.1f MiB, KV pool %d blocks x %d tokens (%.1f MiB), context %d",
              name, loaded.device, loaded.dtype, loaded.weight_bytes / 2**20, stats.kv_blocks_total,
              opts.block_size, stats.kv_cache_bytes / 2**20, loaded.max_model_len)
-    engine.start()
-    engine.warmup()
     return ServerState(model_name=name, model_path=str(path), kind=ModelKind.GENERATE, tokenizer=loaded.tokenizer,
                        max_model_len=loaded.max_model_len, llm=engine, ready=True,
                        max_body_bytes=opts.max_body_bytes, log_payloads=envs.log_payloads())

@@ -16,12 +16,12 @@ from modelport.engine.sampling import SamplingParams
 
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path) -> Iterator[LLMEngine]:
-    loaded = load_causal_lm(tiny_model, dtype="float32", device="cpu")
-    # 60 blocks of 4 tokens: small enough that 12 concurrent prompts must preempt
-    budget = 60 * (2 * loaded.num_layers * 4 * loaded.num_kv_heads * loaded.head_dim * 4)
-    eng = LLMEngine(loaded, EngineConfig(block_size=4, kv_cache_bytes=budget), "tiny")
+    # 60 blocks of 4 tokens (2 layers, 1 kv head, dim 64, fp32): small enough that 12 prompts must preempt
+    budget = 60 * (2 * 2 * 4 * 1 * 64 * 4)
+    eng = LLMEngine(lambda: load_causal_lm(tiny_model, dtype="float32", device="cpu"),
+                    EngineConfig(block_size=4, kv_cache_bytes=budget), "tiny")
     eng.start()
-    eng.warmup()
+    assert eng.stats().kv_blocks_total == 60
     yield eng
     eng.shutdown()
 
