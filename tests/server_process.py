@@ -25,8 +25,18 @@ class ServerProcess:
     def __init__(self, model: Path, *args: str, timeout: float = 180.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "modelport.cli.main", "serve", str(model), "--port", str(self.port),
-                    "--log-level", "warning", *args]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "modelport.cli.main",
+            "serve",
+            str(model),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *args,
+        ]
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -47,7 +57,9 @@ class ServerProcess:
         self.__exit__(None, None, None)
         raise TimeoutError(f"server not healthy after {self.timeout} s")
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:

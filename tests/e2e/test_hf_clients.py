@@ -31,7 +31,9 @@ def test_inference_client_chat_completion(tiny_server: ServerProcess) -> None:
     client = InferenceClient(base_url=tiny_server.url)  # sends model "dummy", as against TGI
     out = client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=5)
     assert out.choices[0].message.role == "assistant"
-    chunks = list(client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True))
+    chunks = list(
+        client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True)
+    )
     assert chunks and chunks[0].choices[0].delta.role == "assistant"
 
 

@@ -18,8 +18,13 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}],
-                                       max_completion_tokens=8, temperature=0, extra_body={"ignore_eos": True})
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hello"}],
+        max_completion_tokens=8,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
     assert r.choices[0].message.role == "assistant"
     assert r.choices[0].finish_reason == "length"
@@ -28,11 +33,21 @@ def test_chat_completion(client: openai.OpenAI) -> None:
 
 
 def test_streamed_chat_with_usage_matches_non_streamed(client: openai.OpenAI) -> None:
-    args = dict(model="tiny", messages=[{"role": "user", "content": "stream please"}], max_tokens=12,
-                temperature=0, extra_body={"ignore_eos": True})
+    args = dict(
+        model="tiny",
+        messages=[{"role": "user", "content": "stream please"}],
+        max_tokens=12,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
     full = client.chat.completions.create(**args)  # type: ignore[call-overload]
-    chunks = list(client.chat.completions.create(**args, stream=True,  # type: ignore[call-overload]
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            **args,
+            stream=True,  # type: ignore[call-overload]
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == full.choices[0].message.content
@@ -43,22 +58,36 @@ def test_streamed_chat_with_usage_matches_non_streamed(client: openai.OpenAI) ->
 
 
 def test_completions_default_max_tokens_is_16(client: openai.OpenAI) -> None:
-    r = client.completions.create(model="tiny", prompt="def main():", temperature=0,
-                                  extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model="tiny", prompt="def main():", temperature=0, extra_body={"ignore_eos": True}
+    )
     assert r.object == "text_completion" and r.usage is not None
     assert r.usage.completion_tokens == 16
 
 
 def test_completions_token_prompts_and_echo(client: openai.OpenAI) -> None:
-    r = client.completions.create(model="tiny", prompt=[[5, 6, 7], [8, 9]], max_tokens=3, temperature=0,
-                                  echo=True, extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model="tiny",
+        prompt=[[5, 6, 7], [8, 9]],
+        max_tokens=3,
+        temperature=0,
+        echo=True,
+        extra_body={"ignore_eos": True},
+    )
     assert len(r.choices) == 2 and r.usage is not None
     assert r.usage.prompt_tokens == 5 and r.usage.completion_tokens == 6
 
 
 def test_same_seed_same_output_and_n(client: openai.OpenAI) -> None:
-    args = dict(model="tiny", prompt="import os", max_tokens=10, temperature=1.0, seed=1234, n=2,
-                extra_body={"ignore_eos": True})
+    args = dict(
+        model="tiny",
+        prompt="import os",
+        max_tokens=10,
+        temperature=1.0,
+        seed=1234,
+        n=2,
+        extra_body={"ignore_eos": True},
+    )
     a = client.completions.create(**args)  # type: ignore[call-overload]
     b = client.completions.create(**args)  # type: ignore[call-overload]
     assert [c.text for c in a.choices] == [c.text for c in b.choices]
@@ -66,9 +95,15 @@ def test_same_seed_same_output_and_n(client: openai.OpenAI) -> None:
 
 
 def test_logprobs(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=3,
-                                       temperature=0, logprobs=True, top_logprobs=3,
-                                       extra_body={"ignore_eos": True})
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "x"}],
+        max_tokens=3,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+        extra_body={"ignore_eos": True},
+    )
     content = r.choices[0].logprobs.content  # type: ignore[union-attr]
     assert content is not None and len(content) == 3
     for item in content:
@@ -79,12 +114,23 @@ def test_logprobs(client: openai.OpenAI) -> None:
 
 
 def test_stop_string_is_not_in_output(client: openai.OpenAI) -> None:
-    base = client.completions.create(model="tiny", prompt="class A:", max_tokens=20, temperature=0,
-                                     extra_body={"ignore_eos": True}).choices[0].text
+    base = (
+        client.completions.create(
+            model="tiny", prompt="class A:", max_tokens=20, temperature=0, extra_body={"ignore_eos": True}
+        )
+        .choices[0]
+        .text
+    )
     assert len(base) > 4
     stop = base[2:4]
-    r = client.completions.create(model="tiny", prompt="class A:", max_tokens=20, temperature=0, stop=[stop],
-                                  extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model="tiny",
+        prompt="class A:",
+        max_tokens=20,
+        temperature=0,
+        stop=[stop],
+        extra_body={"ignore_eos": True},
+    )
     assert r.choices[0].finish_reason == "stop"
     assert r.choices[0].text == base[: base.index(stop)]
 
@@ -99,10 +145,11 @@ def test_stop_string_is_not_in_output(client: openai.OpenAI) -> None:
         ({"top_p": 0.0}, "top_p"),
     ],
 )
-def test_bad_parameters_are_400_with_param(client: openai.OpenAI, kwargs: dict[str, object], param: str) -> None:
+def test_bad_parameters_are_400_with_param(
+    client: openai.OpenAI, kwargs: dict[str, object], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}],
-                                       **kwargs)  # type: ignore[call-overload]
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], **kwargs)  # type: ignore[call-overload]
     assert info.value.body["param"] == param  # type: ignore[index]
 
 

@@ -20,14 +20,18 @@ def default_demo_dir(shape: str = "tiny") -> Path:
 
 @demo_app.command("build")
 def build(
-    out: Annotated[Path | None, typer.Argument(help="Folder to write; defaults to the data directory.")] = None,
+    out: Annotated[
+        Path | None, typer.Argument(help="Folder to write; defaults to the data directory.")
+    ] = None,
     shape: Annotated[str, typer.Option(help=f"Model shape: {', '.join(SHAPES)}.")] = "tiny",
     force: Annotated[bool, typer.Option(help="Rebuild even if the folder exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Build a random-weight Llama model folder (safetensors + tokenizer + chat template)."""
     if shape not in SHAPES:
-        raise typer.BadParameter(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}", param_hint="--shape")
+        raise typer.BadParameter(
+            f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}", param_hint="--shape"
+        )
     target = out or default_demo_dir(shape)
     path = build_llama(target, SHAPES[shape]) if force else ensure_demo_model(target, shape)
     if as_json:

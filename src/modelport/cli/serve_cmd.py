@@ -13,21 +13,30 @@ from modelport import envs
 
 
 def serve(
-    model: Annotated[Path, typer.Argument(help="A model folder: config.json, *.safetensors, tokenizer files.")],
+    model: Annotated[
+        Path, typer.Argument(help="A model folder: config.json, *.safetensors, tokenizer files.")
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    served_model_name: Annotated[str | None, typer.Option(help="Model id clients use; default: folder name.")]
-    = None,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="Model id clients use; default: folder name.")
+    ] = None,
     dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    kv_cache_memory: Annotated[str | None, typer.Option(
-        help="KV cache budget: a size (2GiB) or a fraction of device memory (0.1). Default: 1GiB on CPU, "
-             "half the free GPU memory on CUDA.")] = None,
+    kv_cache_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="KV cache budget: a size (2GiB) or a fraction of device memory (0.1). Default: 1GiB on CPU, "
+            "half the free GPU memory on CUDA."
+        ),
+    ] = None,
     block_size: Annotated[int, typer.Option(help="Tokens per KV cache block.")] = 16,
     max_num_seqs: Annotated[int, typer.Option(help="Most sequences in the running batch.")] = 64,
     max_num_batched_tokens: Annotated[int, typer.Option(help="Most tokens in one forward pass.")] = 2048,
     max_model_len: Annotated[int | None, typer.Option(help="Context length; default: the model's.")] = None,
-    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle weights (*.bin, *.pt): can run code.")] = False,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow pickle weights (*.bin, *.pt): can run code.")
+    ] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped in the folder.")] = False,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 8 * 1024 * 1024,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = envs.LOG_LEVEL.default,
@@ -36,24 +45,35 @@ def serve(
     import uvicorn
 
     from modelport.engine.loader import ModelLoadError
-    from modelport.server.builder import ServeOptions, build_state
     from modelport.server.app import create_app
+    from modelport.server.builder import ServeOptions, build_state
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     opts = ServeOptions(
-        model=model, served_model_name=served_model_name, dtype=dtype, device=device,
-        kv_cache_memory=kv_cache_memory, block_size=block_size, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code, max_body_bytes=max_body_bytes)
+        model=model,
+        served_model_name=served_model_name,
+        dtype=dtype,
+        device=device,
+        kv_cache_memory=kv_cache_memory,
+        block_size=block_size,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_model_len=max_model_len,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        max_body_bytes=max_body_bytes,
+    )
     try:
         state = build_state(opts)
     except (ModelLoadError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     app = create_app(state)
-    typer.echo(f"modelport: serving {state.model_name} on http://{host}:{port} "
-               f"(OpenAI: http://{host}:{port}/v1)", err=True)
+    typer.echo(
+        f"modelport: serving {state.model_name} on http://{host}:{port} (OpenAI: http://{host}:{port}/v1)",
+        err=True,
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
     finally:

@@ -160,7 +160,9 @@ def paged_attention_forward(
             bs = batch.pool.block_size
             kp = _gather_blocks(k_cache, bs, chunk.gather_blocks).transpose(0, 1).unsqueeze(0)
             vp = _gather_blocks(v_cache, bs, chunk.gather_blocks).transpose(0, 1).unsqueeze(0)
-            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=chunk.mask, scale=scaling, enable_gqa=True)
+            op = F.scaled_dot_product_attention(
+                qp, kp, vp, attn_mask=chunk.mask, scale=scaling, enable_gqa=True
+            )
         out[chunk.start : chunk.end] = op[0].transpose(0, 1)
     return out.unsqueeze(0), None
 

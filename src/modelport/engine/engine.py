@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,9 +27,9 @@ from modelport.engine.scheduler import Scheduler, SchedulerConfig
 from modelport.engine.sequence import (
     FinishReason,
     IncrementalDetokenizer,
+    SeqStatus,
     Sequence,
     SequenceOutput,
-    SeqStatus,
     TokenLogprob,
 )
 
@@ -103,21 +103,27 @@ class LLMEngine:
     def _setup(self) -> None:
         loaded = self._load()
         config = self.config
-        layout = KVLayout(loaded.num_layers, loaded.num_kv_heads, loaded.head_dim, config.block_size, loaded.dtype)
+        layout = KVLayout(
+            loaded.num_layers, loaded.num_kv_heads, loaded.head_dim, config.block_size, loaded.dtype
+        )
         num_blocks = layout.blocks_for_budget(config.kv_cache_bytes)
         if num_blocks < 1:
             raise ValueError(
-                f"a KV budget of {config.kv_cache_bytes} bytes holds no block of {layout.bytes_per_block()} bytes; "
-                "raise --kv-cache-memory"
+                f"a KV budget of {config.kv_cache_bytes} bytes holds no block of "
+                f"{layout.bytes_per_block()} bytes; raise --kv-cache-memory"
             )
         if num_blocks * config.block_size < loaded.max_model_len:
-            log.warning("the KV pool (%d tokens) is smaller than one full context (%d tokens)",
-                        num_blocks * config.block_size, loaded.max_model_len)
+            log.warning(
+                "the KV pool (%d tokens) is smaller than one full context (%d tokens)",
+                num_blocks * config.block_size,
+                loaded.max_model_len,
+            )
         self.loaded = loaded
         self.pool = KVCachePool(layout, num_blocks, loaded.device)
         self.scheduler = Scheduler(
-            SchedulerConfig(config.block_size, config.max_num_seqs,
-                            max(config.max_num_batched_tokens, config.block_size)),
+            SchedulerConfig(
+                config.block_size, config.max_num_seqs, max(config.max_num_batched_tokens, config.block_size)
+            ),
             self.pool.allocator,
         )
         self.runner = ModelRunner(loaded, self.pool)
@@ -143,7 +149,9 @@ class LLMEngine:
         """A tiny generation before reporting ready, so the first request does not pay for lazy init."""
         params = SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True)
         finished: list[bool] = []
-        seq = self._make_seq("warmup", 0, [0, 1, 2], params, lambda out: finished.append(bool(out.finish_reason)))
+        seq = self._make_seq(
+            "warmup", 0, [0, 1, 2], params, lambda out: finished.append(bool(out.finish_reason))
+        )
         self._submit([seq])
         self._drain_inbox()
         while self.scheduler.has_work():
@@ -175,18 +183,24 @@ class LLMEngine:
         if len(prompt_ids) >= limit:
             raise RequestRejected(
                 f"the prompt has {len(prompt_ids)} tokens; this model's context is {limit} tokens "
-                "(prompt + completion). Shorten the prompt.", "messages")
+                "(prompt + completion). Shorten the prompt.",
+                "messages",
+            )
         if len(prompt_ids) + params.max_tokens > limit:
             raise RequestRejected(
-                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
-                f"{limit} tokens; lower max_tokens to at most {limit - len(prompt_ids)}", "max_tokens")
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context "
+                f"of {limit} tokens; lower max_tokens to at most {limit - len(prompt_ids)}",
+                "max_tokens",
+            )
         if not self.scheduler.fits_at_all(len(prompt_ids) + 1):
-            raise RequestRejected("the prompt needs more KV cache than the whole pool holds; raise --kv-cache-memory",
-                                  "messages")
+            raise RequestRejected(
+                "the prompt needs more KV cache than the whole pool holds; raise --kv-cache-memory",
+                "messages",
+            )
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, n: int = 1, request_id: str | None = None
-    ) -> AsyncIterator[SequenceOutput]:
+    ) -> AsyncGenerator[SequenceOutput, None]:
         """Stream deltas of all ``n`` sequences until each has finished. Cancelling the iterator aborts."""
         if self.dead is not None:
             raise EngineDeadError(f"the engine stopped: {self.dead}")
@@ -217,8 +231,9 @@ class LLMEngine:
         self._wake.set()
 
     # ---- engine thread --------------------------------------------------------------------
-    def _make_seq(self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams,
-                  sink: object) -> Sequence:
+    def _make_seq(
+        self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams, sink: object
+    ) -> Sequence:
         seed = None if params.seed is None else params.seed + index
         return Sequence(
             request_id=request_id,
@@ -337,7 +352,9 @@ class LLMEngine:
         for i, seq in enumerate(result.sampled):
             lp = None
             if res.logprobs is not None and seq.params.logprobs is not None:
-                lp = TokenLogprob(res.token_ids[i], res.logprobs[i], res.top_logprobs[i] if res.top_logprobs else [])
+                lp = TokenLogprob(
+                    res.token_ids[i], res.logprobs[i], res.top_logprobs[i] if res.top_logprobs else []
+                )
             first = seq.first_token_at is None
             out = seq.append(res.token_ids[i], lp)
             if first and seq.first_token_at is not None:

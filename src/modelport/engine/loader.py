@@ -43,8 +43,14 @@ def cpu_supports_bf16() -> bool:
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype != "auto":
-        named = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-                 "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+        named = {
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+            "float32": torch.float32,
+            "fp32": torch.float32,
+        }
         if dtype not in named:
             raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32")
         return named[dtype]
@@ -78,8 +84,17 @@ def is_embedding_model(path: Path) -> bool:
     config = json.loads((path / "config.json").read_text())
     archs: list[str] = config.get("architectures") or []
     causal = any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in archs)
-    return not causal and config.get("model_type") in {"bert", "roberta", "xlm-roberta", "mpnet", "nomic_bert",
-                                                         "distilbert", "modernbert", "new", "gte"}
+    return not causal and config.get("model_type") in {
+        "bert",
+        "roberta",
+        "xlm-roberta",
+        "mpnet",
+        "nomic_bert",
+        "distilbert",
+        "modernbert",
+        "new",
+        "gte",
+    }
 
 
 @dataclass
@@ -145,7 +160,8 @@ def load_causal_lm(
                 f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
             ) from exc
         raise ModelLoadError(f"cannot load {path}: {exc}") from exc
-    model.to(dev).eval()
+    model.to(dev)  # type: ignore[arg-type]
+    model.eval()  # type: ignore[no-untyped-call]
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     num_heads = int(text_config.num_attention_heads)
     head_dim = int(getattr(text_config, "head_dim", None) or text_config.hidden_size // num_heads)

@@ -64,7 +64,9 @@ class SamplingParams:
         if not 0.0 <= self.min_p <= 1.0:
             raise bad(f"min_p must be between 0 and 1, got {self.min_p}", "min_p")
         if self.repetition_penalty <= 0.0:
-            raise bad(f"repetition_penalty must be positive, got {self.repetition_penalty}", "repetition_penalty")
+            raise bad(
+                f"repetition_penalty must be positive, got {self.repetition_penalty}", "repetition_penalty"
+            )
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if not -2.0 <= value <= 2.0:
@@ -109,7 +111,8 @@ def _apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> None:
             continue
         out = torch.tensor(row.output_ids, dtype=torch.long, device=logits.device)
         if p.repetition_penalty != 1.0:
-            seen = torch.tensor(row.prompt_ids + row.output_ids, dtype=torch.long, device=logits.device).unique()
+            seen_ids = sorted(set(row.prompt_ids + row.output_ids))
+            seen = torch.tensor(seen_ids, dtype=torch.long, device=logits.device)
             vals = logits[i, seen]
             logits[i, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
         if out.numel() and (p.presence_penalty or p.frequency_penalty):
@@ -145,7 +148,9 @@ def _filter(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
 def sample(logits: torch.Tensor, rows: list[SampleRow]) -> SampleResult:
     """Pick one token per row of ``logits`` ([B, V], any float dtype)."""
     logits = logits.float()
-    raw_logprobs = torch.log_softmax(logits, dim=-1) if any(r.params.logprobs is not None for r in rows) else None
+    raw_logprobs = (
+        torch.log_softmax(logits, dim=-1) if any(r.params.logprobs is not None for r in rows) else None
+    )
     for i, row in enumerate(rows):
         p = row.params
         if p.logit_bias:

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from modelport.engine.kv_cache import BlockAllocator, blocks_needed
-from modelport.engine.sequence import Sequence, SeqStatus
+from modelport.engine.sequence import SeqStatus, Sequence
 
 
 @dataclass(frozen=True)

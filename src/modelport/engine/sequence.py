@@ -19,7 +19,7 @@ class SeqStatus(enum.Enum):
     FINISHED = "finished"
 
 
-class FinishReason(str, enum.Enum):
+class FinishReason(enum.StrEnum):
     STOP = "stop"  # eos, stop token or stop string
     LENGTH = "length"  # max_tokens or the context window
     ABORT = "abort"  # cancelled by the client or the server
@@ -142,7 +142,9 @@ class Sequence:
                 best = (pos, stop)
         if best is not None:
             pos, stop = best
-            self.text = self.text[: pos + len(stop)] if self.params.include_stop_str_in_output else self.text[:pos]
+            self.text = (
+                self.text[: pos + len(stop)] if self.params.include_stop_str_in_output else self.text[:pos]
+            )
             self.finish_reason, self.stop_reason = FinishReason.STOP, stop
 
     def _delta(self, token_ids: list[int], logprobs: list[TokenLogprob] | None) -> SequenceOutput:

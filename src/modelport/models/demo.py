@@ -77,7 +77,7 @@ def build_tokenizer(out_dir: Path, vocab_size: int, max_length: int) -> None:
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -97,7 +97,10 @@ def build_llama(out_dir: Path, shape: LlamaShape = TINY, seed: int = 0, dtype: s
     out_dir.mkdir(parents=True, exist_ok=True)
     build_tokenizer(out_dir, shape.vocab_size, shape.max_position_embeddings)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir))
-    eos_ids = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    eos_ids = [
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    ]
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
@@ -116,7 +119,8 @@ def build_llama(out_dir: Path, shape: LlamaShape = TINY, seed: int = 0, dtype: s
     model = LlamaForCausalLM(config).to(getattr(torch, dtype))
     model.eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    GenerationConfig(eos_token_id=eos_ids, pad_token_id=eos_ids[1]).save_pretrained(str(out_dir))
+    gen_config = GenerationConfig(eos_token_id=eos_ids, pad_token_id=eos_ids[1])  # type: ignore[no-untyped-call]
+    gen_config.save_pretrained(str(out_dir))
     (out_dir / "modelport-demo.json").write_text(json.dumps({"shape": shape.__dict__, "seed": seed}))
     return out_dir
 

@@ -48,11 +48,19 @@ def dialect_for_path(path: str) -> Dialect:
 
 def render(err: APIError, dialect: Dialect) -> dict[str, Any]:
     if dialect is Dialect.OPENAI:
-        etype = _OPENAI_TYPES.get(err.status, "server_error" if err.status >= 500 else "invalid_request_error")
+        etype = _OPENAI_TYPES.get(
+            err.status, "server_error" if err.status >= 500 else "invalid_request_error"
+        )
         return {"error": {"message": err.message, "type": etype, "param": err.param, "code": err.code}}
-    etype = err.error_type or ("validation" if err.status in (400, 413, 422) else
-                               "overloaded" if err.status == 429 else
-                               "healthcheck" if err.status == 503 else "generation")
+    etype = err.error_type or (
+        "validation"
+        if err.status in (400, 413, 422)
+        else "overloaded"
+        if err.status == 429
+        else "healthcheck"
+        if err.status == 503
+        else "generation"
+    )
     return {"error": err.message, "error_type": etype}
 
 

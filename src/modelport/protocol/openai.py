@@ -31,8 +31,10 @@ class ChatMessage(_Wire):
         parts: list[str] = []
         for part in self.content:
             if part.get("type") != "text":
-                raise bad_request(f"content parts of type {part.get('type')!r} are not supported; send text",
-                                  param="messages")
+                raise bad_request(
+                    f"content parts of type {part.get('type')!r} are not supported; send text",
+                    param="messages",
+                )
             parts.append(str(part.get("text", "")))
         return "".join(parts)
 
@@ -92,11 +94,15 @@ class ChatCompletionRequest(_SamplingFields):
             raise bad_request("messages must not be empty", param="messages")
         fmt = (self.response_format or {}).get("type", "text")
         if fmt != "text":
-            raise bad_request(f"response_format {fmt!r} is not supported by this engine yet; use 'text'",
-                              param="response_format", code="unsupported")
+            raise bad_request(
+                f"response_format {fmt!r} is not supported by this engine yet; use 'text'",
+                param="response_format",
+                code="unsupported",
+            )
         if self.tools and self.tool_choice != "none":
-            raise bad_request("tool calling is not supported by this engine yet", param="tools",
-                              code="unsupported")
+            raise bad_request(
+                "tool calling is not supported by this engine yet", param="tools", code="unsupported"
+            )
         if self.top_logprobs is not None and not self.logprobs:
             raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
 
@@ -111,7 +117,9 @@ class CompletionRequest(_SamplingFields):
 
     def check_supported(self) -> None:
         if self.suffix:
-            raise bad_request("suffix (fill-in-the-middle) is not supported", param="suffix", code="unsupported")
+            raise bad_request(
+                "suffix (fill-in-the-middle) is not supported", param="suffix", code="unsupported"
+            )
         if self.best_of is not None and self.best_of != self.n:
             raise bad_request("best_of must equal n (best_of > n is not supported)", param="best_of")
         if self.logprobs is not None and not 0 <= self.logprobs <= 5:
@@ -124,18 +132,22 @@ class CompletionRequest(_SamplingFields):
             return [p]
         if not p:
             raise bad_request("prompt must not be empty", param="prompt")
-        if all(isinstance(x, int) for x in p):
-            return [[int(x) for x in p]]  # type: ignore[union-attr]
-        if all(isinstance(x, str) for x in p):
-            return [str(x) for x in p]
-        if all(isinstance(x, list) for x in p):
-            return [[int(t) for t in x] for x in p]  # type: ignore[union-attr]
+        items: list[Any] = list(p)
+        if all(isinstance(x, int) for x in items):
+            return [[int(x) for x in items]]
+        if all(isinstance(x, str) for x in items):
+            return [str(x) for x in items]
+        if all(isinstance(x, list) for x in items):
+            return [[int(t) for t in x] for x in items]
         raise bad_request("prompt must be a string, a list of strings, or token ids", param="prompt")
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def validation_error(exc: Exception) -> APIError:

@@ -34,8 +34,9 @@ class GenerateParameters(BaseModel):
 
     def check_supported(self) -> None:
         if self.grammar is not None:
-            raise bad_request("grammar-constrained generation is not supported by this engine yet",
-                              param="grammar")
+            raise bad_request(
+                "grammar-constrained generation is not supported by this engine yet", param="grammar"
+            )
         if self.watermark:
             raise bad_request("watermarking is not supported", param="watermark")
         if self.best_of not in (None, 1):
@@ -59,6 +60,10 @@ class GenerateRequest(BaseModel):
 
     def sampling(self) -> dict[str, Any]:
         p = self.parameters
-        sampled = p.do_sample or (p.temperature is not None and p.temperature != 1.0) or p.top_p is not None \
+        sampled = (
+            p.do_sample
+            or (p.temperature is not None and p.temperature != 1.0)
+            or p.top_p is not None
             or p.top_k is not None
+        )
         return {"temperature": (p.temperature or 1.0) if sampled else 0.0, "top_p": p.top_p, "top_k": p.top_k}

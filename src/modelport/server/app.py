@@ -55,7 +55,9 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
     def _too_large(self) -> APIError:
-        return APIError(413, f"the request body is larger than {self.max_bytes} bytes", error_type="validation")
+        return APIError(
+            413, f"the request body is larger than {self.max_bytes} bytes", error_type="validation"
+        )
 
 
 async def _send_error(scope: Scope, send: Send, err: APIError) -> None:
@@ -104,8 +106,13 @@ def create_app(state: ServerState) -> FastAPI:
         start = time.monotonic()
         response: Response = await call_next(request)
         response.headers["x-request-id"] = rid
-        log.debug("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
-                  (time.monotonic() - start) * 1000)
+        log.debug(
+            "%s %s %d %.1fms",
+            request.method,
+            request.url.path,
+            response.status_code,
+            (time.monotonic() - start) * 1000,
+        )
         return response
 
     @app.get("/health")

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelport import envs
-from modelport.engine.loader import LoadedModel, check_weights, is_embedding_model, load_causal_lm, pick_device
+from modelport.engine.loader import (
+    LoadedModel,
+    check_weights,
+    is_embedding_model,
+    load_causal_lm,
+    pick_device,
+)
 from modelport.server.state import ModelKind, ServerState
 
 log = logging.getLogger(__name__)
@@ -41,14 +47,22 @@ def build_state(opts: ServeOptions) -> ServerState:
     if is_embedding_model(path):
         from modelport.engine.embedder import Embedder
 
-        embedder = Embedder.load(path, dtype=opts.dtype, device=opts.device, allow_pickle=opts.allow_pickle,
-                                 model_name=name)
+        embedder = Embedder.load(
+            path, dtype=opts.dtype, device=opts.device, allow_pickle=opts.allow_pickle, model_name=name
+        )
         embedder.start()
         embedder.warmup()
-        return ServerState(model_name=name, model_path=str(path), kind=ModelKind.EMBED,
-                           tokenizer=embedder.tokenizer, max_model_len=embedder.max_input_tokens,
-                           embedder=embedder, ready=True, max_body_bytes=opts.max_body_bytes,
-                           log_payloads=envs.log_payloads())
+        return ServerState(
+            model_name=name,
+            model_path=str(path),
+            kind=ModelKind.EMBED,
+            tokenizer=embedder.tokenizer,
+            max_model_len=embedder.max_input_tokens,
+            embedder=embedder,
+            ready=True,
+            max_body_bytes=opts.max_body_bytes,
+            log_payloads=envs.log_payloads(),
+        )
     from modelport.engine.engine import EngineConfig, LLMEngine
     from modelport.engine.memory import default_budget, parse_budget
 
@@ -56,17 +70,46 @@ def build_state(opts: ServeOptions) -> ServerState:
     budget = parse_budget(opts.kv_cache_memory, device) if opts.kv_cache_memory else default_budget(device)
 
     def load() -> LoadedModel:
-        return load_causal_lm(path, dtype=opts.dtype, device=opts.device, allow_pickle=opts.allow_pickle,
-                              trust_remote_code=opts.trust_remote_code, max_model_len=opts.max_model_len)
+        return load_causal_lm(
+            path,
+            dtype=opts.dtype,
+            device=opts.device,
+            allow_pickle=opts.allow_pickle,
+            trust_remote_code=opts.trust_remote_code,
+            max_model_len=opts.max_model_len,
+        )
 
-    engine = LLMEngine(load, EngineConfig(block_size=opts.block_size, kv_cache_bytes=budget,
-                                          max_num_seqs=opts.max_num_seqs,
-                                          max_num_batched_tokens=opts.max_num_batched_tokens), name)
+    engine = LLMEngine(
+        load,
+        EngineConfig(
+            block_size=opts.block_size,
+            kv_cache_bytes=budget,
+            max_num_seqs=opts.max_num_seqs,
+            max_num_batched_tokens=opts.max_num_batched_tokens,
+        ),
+        name,
+    )
     engine.start()
     loaded, stats = engine.loaded, engine.stats()
-    log.info("loaded %s on %s as %s: weights %.1f MiB, KV pool %d blocks x %d tokens (%.1f MiB), context %d",
-             name, loaded.device, loaded.dtype, loaded.weight_bytes / 2**20, stats.kv_blocks_total,
-             opts.block_size, stats.kv_cache_bytes / 2**20, loaded.max_model_len)
-    return ServerState(model_name=name, model_path=str(path), kind=ModelKind.GENERATE, tokenizer=loaded.tokenizer,
-                       max_model_len=loaded.max_model_len, llm=engine, ready=True,
-                       max_body_bytes=opts.max_body_bytes, log_payloads=envs.log_payloads())
+    log.info(
+        "loaded %s on %s as %s: weights %.1f MiB, KV pool %d blocks x %d tokens (%.1f MiB), context %d",
+        name,
+        loaded.device,
+        loaded.dtype,
+        loaded.weight_bytes / 2**20,
+        stats.kv_blocks_total,
+        opts.block_size,
+        stats.kv_cache_bytes / 2**20,
+        loaded.max_model_len,
+    )
+    return ServerState(
+        model_name=name,
+        model_path=str(path),
+        kind=ModelKind.GENERATE,
+        tokenizer=loaded.tokenizer,
+        max_model_len=loaded.max_model_len,
+        llm=engine,
+        ready=True,
+        max_body_bytes=opts.max_body_bytes,
+        log_payloads=envs.log_payloads(),
+    )

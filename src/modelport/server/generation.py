@@ -28,19 +28,28 @@ def encode_text(state: ServerState, text: str) -> list[int]:
     return ids
 
 
-def chat_prompt_ids(state: ServerState, messages: list[dict[str, str]], add_generation_prompt: bool,
-                    template_kwargs: dict[str, Any] | None) -> list[int]:
+def chat_prompt_ids(
+    state: ServerState,
+    messages: list[dict[str, str]],
+    add_generation_prompt: bool,
+    template_kwargs: dict[str, Any] | None,
+) -> list[int]:
     tok = state.tokenizer
     if not getattr(tok, "chat_template", None):
         raise bad_request(
             f"{state.model_name} has no chat template, so it cannot serve chat requests; "
             "use /v1/completions with a plain prompt, or add a chat_template to tokenizer_config.json",
-            param="messages", code="no_chat_template")
+            param="messages",
+            code="no_chat_template",
+        )
     try:
-        text = tok.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False,
-                                       **(template_kwargs or {}))
+        text = tok.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=False, **(template_kwargs or {})
+        )
     except Exception as exc:  # template errors are the caller's input (e.g. roles the template rejects)
-        raise bad_request(f"the chat template could not render these messages: {exc}", param="messages") from exc
+        raise bad_request(
+            f"the chat template could not render these messages: {exc}", param="messages"
+        ) from exc
     ids: list[int] = tok.encode(str(text), add_special_tokens=False)
     return ids
 
@@ -87,15 +96,17 @@ def engine_error(exc: Exception) -> APIError:
     if isinstance(exc, InvalidSamplingParams):
         return bad_request(str(exc), param=exc.param)
     if isinstance(exc, RequestRejected):
-        return bad_request(str(exc), param=exc.param, code="context_length_exceeded"
-                           if "context" in str(exc) else None)
+        return bad_request(
+            str(exc), param=exc.param, code="context_length_exceeded" if "context" in str(exc) else None
+        )
     if isinstance(exc, EngineDeadError):
         return APIError(503, str(exc), error_type="healthcheck")
     raise exc
 
 
-async def stream_outputs(engine: LLMEngine, prompt_ids: list[int], params: SamplingParams, n: int,
-                         request_id: str) -> AsyncIterator[SequenceOutput]:
+async def stream_outputs(
+    engine: LLMEngine, prompt_ids: list[int], params: SamplingParams, n: int, request_id: str
+) -> AsyncIterator[SequenceOutput]:
     """Engine deltas with validation errors already mapped to API errors (raised before the first delta)."""
     try:
         gen = engine.generate(prompt_ids, params, n, request_id)
@@ -123,8 +134,9 @@ class SeqResult:
     num_prompt_tokens: int = 0
 
 
-async def collect(engine: LLMEngine, prompt_ids: list[int], params: SamplingParams, n: int,
-                  request_id: str) -> list[SeqResult]:
+async def collect(
+    engine: LLMEngine, prompt_ids: list[int], params: SamplingParams, n: int, request_id: str
+) -> list[SeqResult]:
     results = [SeqResult(i) for i in range(n)]
     async for out in stream_outputs(engine, prompt_ids, params, n, request_id):
         r = results[out.index]

@@ -41,9 +41,19 @@ def sse(data: dict[str, Any] | str) -> bytes:
 
 @router.get("/v1/models")
 async def list_models(state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": state.model_name, "object": "model", "created": state.created,
-                                        "owned_by": "modelport", "root": state.model_path,
-                                        "max_model_len": state.max_model_len}]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": state.model_name,
+                "object": "model",
+                "created": state.created,
+                "owned_by": "modelport",
+                "root": state.model_path,
+                "max_model_len": state.max_model_len,
+            }
+        ],
+    }
 
 
 def _chat_logprobs(state: ServerState, lps: list[TokenLogprob]) -> dict[str, Any]:
@@ -51,13 +61,18 @@ def _chat_logprobs(state: ServerState, lps: list[TokenLogprob]) -> dict[str, Any
         text = token_text(state, tid)
         return {"token": text, "logprob": lp, "bytes": list(text.encode())}
 
-    return {"content": [{**entry(t.token_id, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]}
-                        for t in lps], "refusal": None}
+    return {
+        "content": [
+            {**entry(t.token_id, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]} for t in lps
+        ],
+        "refusal": None,
+    }
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request,
-                           state: ServerState = Depends(get_state)) -> JSONResponse | StreamingResponse:
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, state: ServerState = Depends(get_state)
+) -> JSONResponse | StreamingResponse:
     state.check_model_name(body.model)
     engine = state.require_llm()
     body.check_supported()
@@ -65,28 +80,55 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     prompt_ids = chat_prompt_ids(state, messages, body.add_generation_prompt, body.chat_template_kwargs)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = sampling_params(
-        max_tokens=max_tokens, default_max_tokens=max(1, state.max_model_len - len(prompt_ids)),
-        temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
-        repetition_penalty=body.repetition_penalty, presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty, seed=body.seed, stop=body.stop_list(),
-        stop_token_ids=body.stop_token_ids, ignore_eos=body.ignore_eos,
-        logprobs=(body.top_logprobs or 0) if body.logprobs else None, logit_bias=body.bias_map(),
-        min_tokens=body.min_tokens)
+        max_tokens=max_tokens,
+        default_max_tokens=max(1, state.max_model_len - len(prompt_ids)),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        repetition_penalty=body.repetition_penalty,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        seed=body.seed,
+        stop=body.stop_list(),
+        stop_token_ids=body.stop_token_ids,
+        ignore_eos=body.ignore_eos,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        logit_bias=body.bias_map(),
+        min_tokens=body.min_tokens,
+    )
     rid, created, model = new_id("chatcmpl"), int(time.time()), state.model_name
     if body.stream:
         outputs = stream_outputs(engine, prompt_ids, params, body.n, rid)
         first = await anext_or_error(outputs)
         return StreamingResponse(
-            _chat_stream(state, first, outputs, rid, created, model, body.n, body.include_usage(),
-                         body.logprobs), media_type="text/event-stream")
+            _chat_stream(
+                state, first, outputs, rid, created, model, body.n, body.include_usage(), body.logprobs
+            ),
+            media_type="text/event-stream",
+        )
     results = await until_disconnect(request, collect(engine, prompt_ids, params, body.n, rid))
-    choices = [{"index": r.index, "message": {"role": "assistant", "content": r.text, "tool_calls": []},
-                "logprobs": _chat_logprobs(state, r.logprobs) if body.logprobs else None,
-                "finish_reason": r.finish_reason.value if r.finish_reason else None,
-                "stop_reason": r.stop_reason} for r in results]
+    choices = [
+        {
+            "index": r.index,
+            "message": {"role": "assistant", "content": r.text, "tool_calls": []},
+            "logprobs": _chat_logprobs(state, r.logprobs) if body.logprobs else None,
+            "finish_reason": r.finish_reason.value if r.finish_reason else None,
+            "stop_reason": r.stop_reason,
+        }
+        for r in results
+    ]
     completion = sum(len(r.token_ids) for r in results)
-    return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": model,
-                         "choices": choices, "usage": usage(len(prompt_ids), completion)})
+    return JSONResponse(
+        {
+            "id": rid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            "usage": usage(len(prompt_ids), completion),
+        }
+    )
 
 
 async def anext_or_error(outputs: AsyncIterator[Any]) -> Any:
@@ -94,13 +136,34 @@ async def anext_or_error(outputs: AsyncIterator[Any]) -> Any:
     return await outputs.__anext__()
 
 
-async def _chat_stream(state: ServerState, first: Any, outputs: AsyncIterator[Any], rid: str, created: int,
-                       model: str, n: int, include_usage: bool, want_logprobs: bool) -> AsyncIterator[bytes]:
+async def _chat_stream(
+    state: ServerState,
+    first: Any,
+    outputs: AsyncIterator[Any],
+    rid: str,
+    created: int,
+    model: str,
+    n: int,
+    include_usage: bool,
+    want_logprobs: bool,
+) -> AsyncIterator[bytes]:
     base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
     for i in range(n):
-        yield sse({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}], **extra})
+        yield sse(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+                **extra,
+            }
+        )
     prompt_tokens = completion_tokens = 0
 
     async def all_outputs() -> AsyncIterator[Any]:
@@ -117,10 +180,12 @@ async def _chat_stream(state: ServerState, first: Any, outputs: AsyncIterator[An
                 return
             if not out.text and out.finish_reason is None:
                 continue
-            choice: dict[str, Any] = {"index": out.index, "delta": {"content": out.text} if out.text else {},
-                                      "logprobs": _chat_logprobs(state, out.logprobs)
-                                      if want_logprobs and out.logprobs else None,
-                                      "finish_reason": out.finish_reason.value if out.finish_reason else None}
+            choice: dict[str, Any] = {
+                "index": out.index,
+                "delta": {"content": out.text} if out.text else {},
+                "logprobs": _chat_logprobs(state, out.logprobs) if want_logprobs and out.logprobs else None,
+                "finish_reason": out.finish_reason.value if out.finish_reason else None,
+            }
             yield sse({**base, "choices": [choice], **extra})
     except APIError as exc:
         yield sse(render(exc, Dialect.OPENAI))
@@ -136,14 +201,18 @@ def _completion_logprobs(state: ServerState, r: SeqResult, offset: int) -> dict[
     for t in tokens:
         offsets.append(pos)
         pos += len(t)
-    return {"tokens": tokens, "token_logprobs": [t.logprob for t in r.logprobs],
-            "top_logprobs": [{token_text(state, i): v for i, v in t.top} for t in r.logprobs],
-            "text_offset": offsets}
+    return {
+        "tokens": tokens,
+        "token_logprobs": [t.logprob for t in r.logprobs],
+        "top_logprobs": [{token_text(state, i): v for i, v in t.top} for t in r.logprobs],
+        "text_offset": offsets,
+    }
 
 
 @router.post("/v1/completions", response_model=None)
-async def completions(body: CompletionRequest, request: Request,
-                      state: ServerState = Depends(get_state)) -> JSONResponse | StreamingResponse:
+async def completions(
+    body: CompletionRequest, request: Request, state: ServerState = Depends(get_state)
+) -> JSONResponse | StreamingResponse:
     state.check_model_name(body.model)
     engine = state.require_llm()
     body.check_supported()
@@ -154,19 +223,33 @@ async def completions(body: CompletionRequest, request: Request,
 
     def params_for(ids: list[int]) -> Any:
         return sampling_params(
-            max_tokens=body.max_tokens, default_max_tokens=16, temperature=body.temperature, top_p=body.top_p,
-            top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty,
-            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty, seed=body.seed,
-            stop=body.stop_list(), stop_token_ids=body.stop_token_ids, ignore_eos=body.ignore_eos,
-            logprobs=body.logprobs, logit_bias=body.bias_map(), min_tokens=body.min_tokens)
+            max_tokens=body.max_tokens,
+            default_max_tokens=16,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            min_p=body.min_p,
+            repetition_penalty=body.repetition_penalty,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            seed=body.seed,
+            stop=body.stop_list(),
+            stop_token_ids=body.stop_token_ids,
+            ignore_eos=body.ignore_eos,
+            logprobs=body.logprobs,
+            logit_bias=body.bias_map(),
+            min_tokens=body.min_tokens,
+        )
 
     if body.stream:
         ids = prompts[0]
         outputs = stream_outputs(engine, ids, params_for(ids), body.n, rid)
         first = await anext_or_error(outputs)
         prefix = state.tokenizer.decode(ids) if body.echo else ""
-        return StreamingResponse(_completion_stream(first, outputs, rid, created, model, body.include_usage(),
-                                                    prefix, body.n), media_type="text/event-stream")
+        return StreamingResponse(
+            _completion_stream(first, outputs, rid, created, model, body.include_usage(), prefix, body.n),
+            media_type="text/event-stream",
+        )
 
     async def run_all() -> list[tuple[list[int], list[SeqResult]]]:
         done = []
@@ -181,23 +264,50 @@ async def completions(body: CompletionRequest, request: Request,
         prefix = str(state.tokenizer.decode(ids)) if body.echo else ""
         for r in results:
             completion_tokens += len(r.token_ids)
-            choices.append({"index": p_index * body.n + r.index, "text": prefix + r.text,
-                            "logprobs": _completion_logprobs(state, r, len(prefix))
-                            if body.logprobs is not None else None,
-                            "finish_reason": r.finish_reason.value if r.finish_reason else None,
-                            "stop_reason": r.stop_reason})
-    return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": model,
-                         "choices": choices, "usage": usage(prompt_tokens, completion_tokens)})
+            choices.append(
+                {
+                    "index": p_index * body.n + r.index,
+                    "text": prefix + r.text,
+                    "logprobs": _completion_logprobs(state, r, len(prefix))
+                    if body.logprobs is not None
+                    else None,
+                    "finish_reason": r.finish_reason.value if r.finish_reason else None,
+                    "stop_reason": r.stop_reason,
+                }
+            )
+    return JSONResponse(
+        {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            "usage": usage(prompt_tokens, completion_tokens),
+        }
+    )
 
 
-async def _completion_stream(first: Any, outputs: AsyncIterator[Any], rid: str, created: int, model: str,
-                             include_usage: bool, prefix: str, n: int) -> AsyncIterator[bytes]:
+async def _completion_stream(
+    first: Any,
+    outputs: AsyncIterator[Any],
+    rid: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    prefix: str,
+    n: int,
+) -> AsyncIterator[bytes]:
     base = {"id": rid, "object": "text_completion", "created": created, "model": model}
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
     if prefix:
         for i in range(n):
-            yield sse({**base, "choices": [{"index": i, "text": prefix, "logprobs": None,
-                                            "finish_reason": None}], **extra})
+            yield sse(
+                {
+                    **base,
+                    "choices": [{"index": i, "text": prefix, "logprobs": None, "finish_reason": None}],
+                    **extra,
+                }
+            )
     prompt_tokens = completion_tokens = 0
 
     async def all_outputs() -> AsyncIterator[Any]:
@@ -214,9 +324,20 @@ async def _completion_stream(first: Any, outputs: AsyncIterator[Any], rid: str, 
                 return
             if not out.text and out.finish_reason is None:
                 continue
-            yield sse({**base, "choices": [{"index": out.index, "text": out.text, "logprobs": None,
-                                            "finish_reason": out.finish_reason.value
-                                            if out.finish_reason else None}], **extra})
+            yield sse(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": out.index,
+                            "text": out.text,
+                            "logprobs": None,
+                            "finish_reason": out.finish_reason.value if out.finish_reason else None,
+                        }
+                    ],
+                    **extra,
+                }
+            )
     except APIError as exc:
         yield sse(render(exc, Dialect.OPENAI))
         return

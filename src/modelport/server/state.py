@@ -35,19 +35,32 @@ class ServerState:
 
     def require_llm(self) -> LLMEngine:
         if self.llm is None:
-            raise APIError(400, f"{self.model_name} is an embedding model: it serves /embed and /v1/embeddings, "
-                                "not text generation", param="model", code="wrong_model_kind")
+            raise APIError(
+                400,
+                f"{self.model_name} is an embedding model: it serves /embed and /v1/embeddings, "
+                "not text generation",
+                param="model",
+                code="wrong_model_kind",
+            )
         return self.llm
 
     def require_embedder(self) -> Embedder:
         if self.embedder is None:
-            raise APIError(400, f"{self.model_name} is a text-generation model: it does not serve embeddings",
-                           param="model", code="wrong_model_kind")
+            raise APIError(
+                400,
+                f"{self.model_name} is a text-generation model: it does not serve embeddings",
+                param="model",
+                code="wrong_model_kind",
+            )
         return self.embedder
 
     def check_model_name(self, requested: str | None) -> None:
         """One model per server: accept its name, its path, and the placeholders clients send."""
         if requested in (None, "", self.model_name, self.model_path, "dummy", "tgi", "default"):
             return
-        raise APIError(404, f"the model {requested!r} does not exist here; this server serves {self.model_name!r}",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"the model {requested!r} does not exist here; this server serves {self.model_name!r}",
+            param="model",
+            code="model_not_found",
+        )

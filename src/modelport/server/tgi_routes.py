@@ -49,9 +49,17 @@ def _prepare(state: ServerState, req: GenerateRequest) -> tuple[list[int], Sampl
         raise bad_request("`max_new_tokens` must be strictly positive", param="max_new_tokens")
     s = req.sampling()
     params = sampling_params(
-        max_tokens=p.max_new_tokens, default_max_tokens=100, temperature=s["temperature"], top_p=s["top_p"],
-        top_k=s["top_k"], repetition_penalty=p.repetition_penalty, frequency_penalty=p.frequency_penalty or 0.0,
-        seed=p.seed, stop=p.stop, logprobs=p.top_n_tokens or 0)
+        max_tokens=p.max_new_tokens,
+        default_max_tokens=100,
+        temperature=s["temperature"],
+        top_p=s["top_p"],
+        top_k=s["top_k"],
+        repetition_penalty=p.repetition_penalty,
+        frequency_penalty=p.frequency_penalty or 0.0,
+        seed=p.seed,
+        stop=p.stop,
+        logprobs=p.top_n_tokens or 0,
+    )
     return ids, params
 
 
@@ -71,7 +79,8 @@ async def generate_payload(state: ServerState, req: GenerateRequest, request: Re
             "generated_tokens": len(r.token_ids),
             "seed": req.parameters.seed,
             "prefill": [{"id": t, "text": token_text(state, t), "logprob": None} for t in ids]
-            if req.parameters.decoder_input_details else [],
+            if req.parameters.decoder_input_details
+            else [],
             "tokens": [_token(state, t.token_id, t.logprob) for t in r.logprobs],
         }
         if req.parameters.top_n_tokens:
@@ -129,8 +138,9 @@ async def _stream_response(state: ServerState, req: GenerateRequest) -> Streamin
     return StreamingResponse(_tgi_events(state, req, first, outputs), media_type="text/event-stream")
 
 
-async def _tgi_events(state: ServerState, req: GenerateRequest, first: SequenceOutput,
-                      outputs: AsyncIterator[SequenceOutput]) -> AsyncIterator[bytes]:
+async def _tgi_events(
+    state: ServerState, req: GenerateRequest, first: SequenceOutput, outputs: AsyncIterator[SequenceOutput]
+) -> AsyncIterator[bytes]:
     text = ""
     index = 0
 
@@ -148,18 +158,29 @@ async def _tgi_events(state: ServerState, req: GenerateRequest, first: SequenceO
             continue
         tid = out.token_ids[0] if out.token_ids else None
         lp = out.logprobs[0].logprob if out.logprobs else None
-        token = _token(state, tid, lp) if tid is not None else {"id": 0, "text": "", "logprob": None,
-                                                                 "special": True}
+        token = (
+            _token(state, tid, lp)
+            if tid is not None
+            else {"id": 0, "text": "", "logprob": None, "special": True}
+        )
         token["text"] = out.text  # the text this event adds, as held back for stop strings
         index += 1
-        event: dict[str, Any] = {"index": index, "token": token, "top_tokens": None, "generated_text": None,
-                                 "details": None}
+        event: dict[str, Any] = {
+            "index": index,
+            "token": token,
+            "top_tokens": None,
+            "generated_text": None,
+            "details": None,
+        }
         if out.finish_reason is not None:
             full = (req.inputs + text) if req.parameters.return_full_text else text
             event["generated_text"] = full
-            event["details"] = {"finish_reason": _finish(out.finish_reason, out.stop_reason),
-                                "generated_tokens": out.num_output_tokens, "seed": req.parameters.seed,
-                                "input_length": out.num_prompt_tokens}
+            event["details"] = {
+                "finish_reason": _finish(out.finish_reason, out.stop_reason),
+                "generated_tokens": out.num_output_tokens,
+                "seed": req.parameters.seed,
+                "input_length": out.num_prompt_tokens,
+            }
         yield b"data:" + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -193,5 +214,9 @@ async def tokenize(request: Request, state: ServerState = Depends(get_state)) ->
     if not isinstance(inputs, str) or not inputs:
         raise APIError(422, "`inputs` must be a non-empty string", param="inputs", error_type="tokenizer")
     enc = state.tokenizer(inputs, return_offsets_mapping=True, add_special_tokens=True)
-    return JSONResponse([{"id": tid, "text": inputs[s:e], "start": s, "stop": e}
-                         for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)])
+    return JSONResponse(
+        [
+            {"id": tid, "text": inputs[s:e], "start": s, "stop": e}
+            for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+        ]
+    )

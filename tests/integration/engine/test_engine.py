@@ -18,8 +18,11 @@ from modelport.engine.sampling import SamplingParams
 def engine(tiny_model: Path) -> Iterator[LLMEngine]:
     # 60 blocks of 4 tokens (2 layers, 1 kv head, dim 64, fp32): small enough that 12 prompts must preempt
     budget = 60 * (2 * 2 * 4 * 1 * 64 * 4)
-    eng = LLMEngine(lambda: load_causal_lm(tiny_model, dtype="float32", device="cpu"),
-                    EngineConfig(block_size=4, kv_cache_bytes=budget), "tiny")
+    eng = LLMEngine(
+        lambda: load_causal_lm(tiny_model, dtype="float32", device="cpu"),
+        EngineConfig(block_size=4, kv_cache_bytes=budget),
+        "tiny",
+    )
     eng.start()
     assert eng.stats().kv_blocks_total == 60
     yield eng

@@ -58,8 +58,15 @@ def test_logit_bias_and_logprobs() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("temperature", 2.5), ("top_p", 0.0), ("max_tokens", 0), ("top_k", -1), ("presence_penalty", 3.0),
-     ("logprobs", 21), ("min_p", 1.5)],
+    [
+        ("temperature", 2.5),
+        ("top_p", 0.0),
+        ("max_tokens", 0),
+        ("top_k", -1),
+        ("presence_penalty", 3.0),
+        ("logprobs", 21),
+        ("min_p", 1.5),
+    ],
 )
 def test_validation_names_the_field(field: str, value: float) -> None:
     params = SamplingParams(**{field: value})  # type: ignore[arg-type]

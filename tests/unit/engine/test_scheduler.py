@@ -3,7 +3,7 @@ from __future__ import annotations
 from modelport.engine.kv_cache import BlockAllocator
 from modelport.engine.sampling import SamplingParams
 from modelport.engine.scheduler import Scheduler, SchedulerConfig
-from modelport.engine.sequence import IncrementalDetokenizer, Sequence, SeqStatus
+from modelport.engine.sequence import IncrementalDetokenizer, SeqStatus, Sequence
 
 
 class _NoTokenizer:
@@ -12,8 +12,17 @@ class _NoTokenizer:
 
 
 def seq(rid: str, prompt_len: int) -> Sequence:
-    return Sequence(rid, 0, list(range(prompt_len)), SamplingParams(max_tokens=100), frozenset(), 4096,
-                    IncrementalDetokenizer(_NoTokenizer()), None, lambda out: None)
+    return Sequence(
+        rid,
+        0,
+        list(range(prompt_len)),
+        SamplingParams(max_tokens=100),
+        frozenset(),
+        4096,
+        IncrementalDetokenizer(_NoTokenizer()),
+        None,
+        lambda out: None,
+    )
 
 
 def run_step(s: Scheduler) -> list[tuple[str, int]]:
@@ -26,7 +35,9 @@ def run_step(s: Scheduler) -> list[tuple[str, int]]:
 
 
 def test_requests_join_and_leave_the_running_batch() -> None:
-    s = Scheduler(SchedulerConfig(block_size=4, max_num_seqs=8, max_num_batched_tokens=64), BlockAllocator(64))
+    s = Scheduler(
+        SchedulerConfig(block_size=4, max_num_seqs=8, max_num_batched_tokens=64), BlockAllocator(64)
+    )
     a = seq("a", 5)
     s.add(a)
     assert run_step(s) == [("a", 5)]

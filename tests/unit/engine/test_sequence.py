@@ -12,7 +12,9 @@ class CharTokenizer:
 
 
 def make(params: SamplingParams, eos: frozenset[int] = frozenset({0})) -> Sequence:
-    return Sequence("r", 0, [65], params, eos, 100, IncrementalDetokenizer(CharTokenizer()), None, lambda o: None)
+    return Sequence(
+        "r", 0, [65], params, eos, 100, IncrementalDetokenizer(CharTokenizer()), None, lambda o: None
+    )
 
 
 def feed(seq: Sequence, text: str) -> str:

@@ -1,0 +1,63 @@
+"""Half of 32 concurrent streams are cancelled midway: the KV pool must drain and memory stay flat."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+import psutil
+
+from tests.server_process import ServerProcess
+
+
+async def _round(url: str) -> tuple[int, int]:
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    completed = cancelled = 0
+
+    async def one(i: int) -> None:
+        nonlocal completed, cancelled
+        stream = await client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": f"request {i} " * 20}],
+            max_tokens=64,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = 0
+        async for _ in stream:
+            chunks += 1
+            if i % 2 == 0 and chunks == 8:
+                await stream.close()  # the client goes away mid-stream
+                cancelled += 1
+                return
+        completed += 1
+
+    await asyncio.gather(*[one(i) for i in range(32)])
+    await client.close()
+    return completed, cancelled
+
+
+def _wait_for_empty_pool(server: ServerProcess, timeout: float = 10.0) -> tuple[float, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        usage = server.metric("modelport:kv_cache_usage_perc")
+        running = server.metric("modelport:num_requests_running")
+        if (usage == 0 and running == 0) or time.monotonic() > deadline:
+            return usage, running
+        time.sleep(0.1)
+
+
+def test_cancelled_streams_leave_the_kv_pool_empty_and_memory_flat(tiny_server: ServerProcess) -> None:
+    proc = psutil.Process(tiny_server.pid)
+    completed, cancelled = asyncio.run(_round(tiny_server.url))
+    assert (completed, cancelled) == (16, 16)
+    assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
+    aborted = tiny_server.metric('modelport:request_success_total{model_name="tiny",finished_reason="abort"}')
+    assert aborted >= 16
+    rss_after_first = proc.memory_info().rss
+    for _ in range(3):
+        asyncio.run(_round(tiny_server.url))
+        assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
+    growth = proc.memory_info().rss - rss_after_first
+    assert growth < 32 * 2**20, f"server RSS grew by {growth / 2**20:.1f} MiB over 3 more rounds"
