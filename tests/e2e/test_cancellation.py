@@ -53,7 +53,7 @@ def test_cancelled_streams_leave_the_kv_pool_empty_and_memory_flat(tiny_server: 
     completed, cancelled = asyncio.run(_round(tiny_server.url))
     assert (completed, cancelled) == (16, 16)
     assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
-    aborted = tiny_server.metric('modelport:request_success_total{model_name="tiny",finished_reason="abort"}')
+    aborted = tiny_server.metric('modelport:request_success_total{finished_reason="abort",model_name="tiny"}')
     assert aborted >= 16
     rss_after_first = proc.memory_info().rss
     for _ in range(3):

@@ -10,6 +10,14 @@ from text_generation.errors import ValidationError as TGIValidationError
 from tests.server_process import ServerProcess
 
 
+@pytest.fixture(autouse=True)
+def _allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub refuses every request, loopback too, in offline mode; the server stays offline."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
 def test_inference_client_text_generation_with_details(tiny_server: ServerProcess) -> None:
     client = InferenceClient(base_url=tiny_server.url)
     out = client.text_generation("def f(x):", max_new_tokens=6, details=True, decoder_input_details=True)

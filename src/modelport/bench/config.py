@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from enum import Enum
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
-class Endpoint(str, Enum):
+class Endpoint(StrEnum):
     """Which OpenAI route the load generator calls."""
 
     completions = "completions"
@@ -50,6 +50,8 @@ class LoadConfig:
     seed: int = 0
     timeout_s: float = 600.0
     """Per-request timeout (connect, read and write)."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """Merged last into every request body (server-specific fields)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

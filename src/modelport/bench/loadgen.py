@@ -19,6 +19,7 @@ from modelport.bench.prompts import make_prompts
 from modelport.bench.result import BenchResult, RequestRecord
 from modelport.bench.sse import choice_text, data_payload, parse_event
 
+WARMUP_SEED_OFFSET = 1_000_003
 OnRequestDone = Callable[[RequestRecord], None]
 """Called after each timed request (for progress bars)."""
 
@@ -48,6 +49,7 @@ def build_body(config: LoadConfig, model: str, prompt: str) -> dict[str, Any]:
         body["ignore_eos"] = True
     if config.stream:
         body["stream_options"] = {"include_usage": True}
+    body.update(config.extra_body)
     return body
 
 
@@ -176,7 +178,9 @@ async def _run_batch(
 
 
 def _client(config: LoadConfig, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=config.concurrency + 1, max_keepalive_connections=config.concurrency + 1)
+    limits = httpx.Limits(
+        max_connections=config.concurrency + 1, max_keepalive_connections=config.concurrency + 1
+    )
     return httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s), limits=limits, transport=transport)
 
 
@@ -194,10 +198,12 @@ async def run_load(
     """
     async with _client(config, transport) as client:
         model = config.model or await discover_model(client, config.root, config.api_key)
-        prompts = make_prompts(config.warmup + config.num_requests, config.prompt_tokens, config.seed)
         if config.warmup:
-            await _run_batch(client, config, model, prompts[: config.warmup], on_warmup_done)
-        records, _ = await _run_batch(client, config, model, prompts[config.warmup :], on_done)
+            # other prompts than the timed ones, so a prefix cache gains nothing from the warmup
+            warm = make_prompts(config.warmup, config.prompt_tokens, config.seed + WARMUP_SEED_OFFSET)
+            await _run_batch(client, config, model, warm, on_warmup_done)
+        prompts = make_prompts(config.num_requests, config.prompt_tokens, config.seed)
+        records, _ = await _run_batch(client, config, model, prompts, on_done)
     first = min(r.start_s for r in records)
     last = max(r.end_s for r in records)
     return BenchResult(config=config, model=model, duration_s=last - first, records=records)

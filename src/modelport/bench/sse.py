@@ -59,7 +59,7 @@ def parse_event(payload: str) -> StreamEvent:
         raise ValueError(f"malformed SSE payload: {payload[:200]!r}") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"SSE payload is not an object: {payload[:200]!r}")
-    if "error" in obj and obj["error"]:
+    if obj.get("error"):
         err = obj["error"]
         msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
         return StreamEvent(error=str(msg))

@@ -165,11 +165,13 @@ class Embedder:
         self._modules = modules[:-1] if self.model_normalizes else modules
         self._include_prompt = all(getattr(m, "include_prompt", True) for m in modules)
         self.dimension = int(model.get_embedding_dimension())
-        self.max_input_tokens = int(model.max_seq_length or self.tokenizer.model_max_length)
+        hf_model = getattr(model, "transformers_model", None)
+        positions = getattr(getattr(hf_model, "config", None), "max_position_embeddings", None)
+        limits = [x for x in (model.max_seq_length, positions) if isinstance(x, int) and x > 0]
+        self.max_input_tokens = min(limits) if limits else 512
         self.prompts: dict[str, str] = dict(model.prompts or {})
         self.default_prompt_name: str | None = model.default_prompt_name
         self.device = torch.device(model.device)
-        hf_model = getattr(model, "transformers_model", None)
         self._vocab_size = (
             int(hf_model.get_input_embeddings().num_embeddings)
             if hf_model is not None
@@ -195,7 +197,8 @@ class Embedder:
         allow_pickle: bool = False,
         trust_remote_code: bool = False,
         model_name: str | None = None,
-        **kwargs: Any,
+        max_batch_tokens: int = 8192,
+        batch_wait_s: float = 0.002,
     ) -> Embedder:
         """Load a sentence-transformers folder, or a plain encoder folder (then mean pooling)."""
         from sentence_transformers import SentenceTransformer
@@ -214,7 +217,7 @@ class Embedder:
                 local_files_only=True,
                 model_kwargs=kwargs_hf,
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
             if "trust_remote_code" in str(exc):
                 raise ModelLoadError(
                     f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
@@ -223,7 +226,12 @@ class Embedder:
         model.eval()
         if getattr(model.tokenizer, "backend_tokenizer", None) is None:
             raise ModelLoadError(f"{path} has no fast tokenizer (tokenizer.json), which modelport needs")
-        return cls(model, model_name=model_name or path.name, **kwargs)
+        return cls(
+            model,
+            model_name=model_name or path.name,
+            max_batch_tokens=max_batch_tokens,
+            batch_wait_s=batch_wait_s,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ class EmbeddingRequest(BaseModel):
 
 HINTS = {
     "input": "`input` must be a string, a list of strings, or token ids (a list of integers, or of lists)",
-    "encoding_format": "`encoding_format` must be \"float\" or \"base64\"",
+    "encoding_format": '`encoding_format` must be "float" or "base64"',
     "dimensions": "`dimensions` must be a positive integer",
     "model": "`model` must be a string",
 }
@@ -40,9 +40,16 @@ def encode_vector(vector: NDArray[np.float32], encoding_format: str) -> list[flo
     return [float(x) for x in vector]
 
 
-def embeddings_response(vectors: NDArray[np.float32], encoding_format: str, model: str,
-                        prompt_tokens: int) -> dict[str, Any]:
-    data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
-            for i, v in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+def embeddings_response(
+    vectors: NDArray[np.float32], encoding_format: str, model: str, prompt_tokens: int
+) -> dict[str, Any]:
+    data = [
+        {"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

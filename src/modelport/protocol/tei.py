@@ -85,11 +85,11 @@ EMBED_HINTS = {
     "inputs": "`inputs` must be a string, a list of strings, or token ids (a list of integers, or of lists)",
     "normalize": "`normalize` must be true or false",
     "truncate": "`truncate` must be true or false",
-    "truncation_direction": "`truncation_direction` must be \"left\" or \"right\"",
+    "truncation_direction": '`truncation_direction` must be "left" or "right"',
     "prompt_name": "`prompt_name` must be a string naming one of the model's prompts",
     "dimensions": "`dimensions` must be a positive integer",
 }
 SIMILARITY_HINTS = {
-    "inputs": "`inputs` must be an object {\"source_sentence\": string, \"sentences\": [string, ...]}",
+    "inputs": '`inputs` must be an object {"source_sentence": string, "sentences": [string, ...]}',
     "parameters": "`parameters` must be an object with optional truncate, truncation_direction, prompt_name",
 }

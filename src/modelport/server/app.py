@@ -117,8 +117,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        engine = state.llm
-        if not state.ready or (engine is not None and engine.dead is not None):
+        if not state.healthy():
             return JSONResponse({"error": "unhealthy", "error_type": "healthcheck"}, status_code=503)
         return Response(status_code=200)
 

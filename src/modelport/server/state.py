@@ -33,6 +33,20 @@ class ServerState:
     max_body_bytes: int = 8 * 1024 * 1024
     log_payloads: bool = False
 
+    def healthy(self) -> bool:
+        if not self.ready:
+            return False
+        if self.llm is not None and self.llm.dead is not None:
+            return False
+        if self.embedder is not None:
+            from modelport.engine.embedder import EmbedderUnavailable
+
+            try:
+                self.embedder.check_health()
+            except EmbedderUnavailable:
+                return False
+        return True
+
     def require_llm(self) -> LLMEngine:
         if self.llm is None:
             raise APIError(

@@ -193,9 +193,11 @@ async def info(state: ServerState = Depends(get_state)) -> dict[str, Any]:
         "model_device_type": state.llm.loaded.device.type if state.llm else None,
         "model_pipeline_tag": "text-generation" if state.kind is ModelKind.GENERATE else "feature-extraction",
         "max_concurrent_requests": state.llm.config.max_num_seqs if state.llm else 512,
+        "max_batch_tokens": state.llm.config.max_num_batched_tokens if state.llm else None,
         "max_best_of": 1,
         "max_stop_sequences": 16,
-        "max_input_tokens": state.max_model_len - 1,
+        # a generative model needs room for at least one new token; an encoder reads its whole window
+        "max_input_tokens": state.max_model_len - (1 if state.llm else 0),
         "max_total_tokens": state.max_model_len,
         "max_input_length": state.max_model_len - 1,
         "validation_workers": 1,
@@ -211,6 +213,13 @@ async def info(state: ServerState = Depends(get_state)) -> dict[str, Any]:
 async def tokenize(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse:
     body = await _json(request)
     inputs = body.get("inputs") if isinstance(body, dict) else None
+    if state.embedder is not None:  # TEI's shape: one token list per input, special tokens flagged
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            raise APIError(422, "`inputs` must be a non-empty string or list of strings", param="inputs",
+                           error_type="tokenizer")
+        add_special = bool(body.get("add_special_tokens", True))
+        return JSONResponse([[t.__dict__ for t in toks] for toks in state.embedder.tokenize(texts, add_special)])
     if not isinstance(inputs, str) or not inputs:
         raise APIError(422, "`inputs` must be a non-empty string", param="inputs", error_type="tokenizer")
     enc = state.tokenizer(inputs, return_offsets_mapping=True, add_special_tokens=True)

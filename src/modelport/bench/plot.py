@@ -1,0 +1,103 @@
+"""PNG plots of benchmark results. Needs matplotlib (``pip install 'modelport[plot]'``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelport.bench.comparison import ComparisonRow
+from modelport.bench.result import BenchResult
+
+MS = 1000.0
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("plotting needs matplotlib: pip install 'modelport[plot]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _histogram(ax: Any, values: list[float], title: str, color: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel("ms")
+    ax.set_ylabel("requests")
+    if not values:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.hist(values, bins=min(30, max(5, len(values) // 2)), color=color, edgecolor="white")
+
+
+def plot_result(result: BenchResult, path: Path) -> Path:
+    """TTFT, TPOT and e2e histograms and a per-request timeline, as one PNG."""
+    plt = _pyplot()
+    ok = result.ok
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    _histogram(
+        axes[0][0], [r.ttft_s * MS for r in ok if r.ttft_s is not None], "time to first token", "tab:blue"
+    )
+    _histogram(
+        axes[0][1], [t * MS for r in ok if (t := r.tpot_s) is not None], "time per output token", "tab:green"
+    )
+    _histogram(axes[1][0], [r.e2e_s * MS for r in ok], "end-to-end latency", "tab:purple")
+
+    timeline = axes[1][1]
+    timeline.set_title("per-request timeline (waiting for first token, then decoding)")
+    timeline.set_xlabel("seconds since start")
+    timeline.set_ylabel("request")
+    for r in sorted(result.records, key=lambda rec: rec.start_s):
+        if not r.ok:
+            timeline.barh(r.index, r.e2e_s, left=r.start_s, color="tab:red", height=0.8)
+            continue
+        first = r.ttft_s if r.ttft_s is not None else 0.0
+        timeline.barh(r.index, first, left=r.start_s, color="tab:orange", height=0.8)
+        timeline.barh(r.index, r.e2e_s - first, left=r.start_s + first, color="tab:blue", height=0.8)
+    timeline.invert_yaxis()
+
+    cfg = result.config
+    fig.suptitle(
+        f"{result.model}: concurrency {cfg.concurrency}, {len(ok)}/{len(result.records)} ok, "
+        f"{result.output_throughput:,.1f} output tok/s"
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(
+    rows: Sequence[ComparisonRow], path: Path, title: str = "output tokens per second"
+) -> Path:
+    """Grouped bars: output tok/s per engine at each concurrency (missing rows leave a gap)."""
+    plt = _pyplot()
+    engines = list(dict.fromkeys(r.engine for r in rows))
+    concurrencies = sorted({r.concurrency for r in rows})
+    width = 0.8 / max(len(engines), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 2 + 2 * len(concurrencies)), 5))
+    for i, engine in enumerate(engines):
+        xs, ys = [], []
+        for j, c in enumerate(concurrencies):
+            row = next((r for r in rows if r.engine == engine and r.concurrency == c), None)
+            if row is not None and row.output_tok_s is not None:
+                xs.append(j + (i - (len(engines) - 1) / 2) * width)
+                ys.append(row.output_tok_s)
+        bars = ax.bar(xs, ys, width=width, label=engine)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    ax.set_xticks(range(len(concurrencies)), [str(c) for c in concurrencies])
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("output tok/s")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
