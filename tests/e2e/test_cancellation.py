@@ -61,3 +61,16 @@ def test_cancelled_streams_leave_the_kv_pool_empty_and_memory_flat(tiny_server: 
         assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
     growth = proc.memory_info().rss - rss_after_first
     assert growth < 32 * 2**20, f"server RSS grew by {growth / 2**20:.1f} MiB over 3 more rounds"
+
+
+# Python + torch + transformers + tokenizer + server, measured at 480-560 MiB on CPU (README).
+RUNTIME_OVERHEAD = 640 * 2**20
+
+
+def test_resident_memory_is_weights_plus_kv_budget_plus_overhead(tiny_server: ServerProcess) -> None:
+    asyncio.run(_round(tiny_server.url))
+    rss = psutil.Process(tiny_server.pid).memory_info().rss
+    weights = tiny_server.metric("modelport:model_weight_bytes")
+    kv = tiny_server.metric("modelport:kv_cache_bytes")
+    assert kv == 4 * 2**20
+    assert rss <= weights + kv + RUNTIME_OVERHEAD, f"RSS {rss / 2**20:.0f} MiB"

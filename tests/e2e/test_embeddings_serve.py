@@ -21,7 +21,9 @@ def embed_server(minilm_model: Path) -> Iterator[ServerProcess]:
 
 def test_openai_sdk_embeddings_default_base64(embed_server: ServerProcess) -> None:
     client = openai.OpenAI(base_url=f"{embed_server.url}/v1", api_key="unused", max_retries=0)
-    r = client.embeddings.create(model="minilm", input=["a cat sits on the mat", "a kitten on a rug", "tax law"])
+    r = client.embeddings.create(
+        model="minilm", input=["a cat sits on the mat", "a kitten on a rug", "tax law"]
+    )
     vecs = np.array([d.embedding for d in r.data])
     assert vecs.shape == (3, 384) and r.usage.prompt_tokens > 0
     sims = vecs @ vecs.T
@@ -31,7 +33,9 @@ def test_openai_sdk_embeddings_default_base64(embed_server: ServerProcess) -> No
     assert np.allclose(floats.data[0].embedding, b64.data[0].embedding, atol=1e-6)
 
 
-def test_inference_client_feature_extraction(embed_server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inference_client_feature_extraction(
+    embed_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from huggingface_hub import InferenceClient, constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # loopback only; the server itself is offline

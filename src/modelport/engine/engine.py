@@ -128,6 +128,8 @@ class LLMEngine:
         )
         self.runner = ModelRunner(loaded, self.pool)
         self.metrics.kv_blocks.set(num_blocks)
+        self.metrics.kv_bytes.set(self.pool.nbytes())
+        self.metrics.weight_bytes.set(loaded.weight_bytes)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 600.0) -> None:

@@ -43,6 +43,12 @@ class EngineMetrics:
         self.kv_blocks = Gauge(
             "modelport:kv_cache_blocks_total", "KV cache blocks in the pool.", labels, registry=r
         ).labels(model_name)
+        self.kv_bytes = Gauge(
+            "modelport:kv_cache_bytes", "Bytes allocated for the KV cache pool.", labels, registry=r
+        ).labels(model_name)
+        self.weight_bytes = Gauge(
+            "modelport:model_weight_bytes", "Bytes of model weights in memory.", labels, registry=r
+        ).labels(model_name)
         self.prompt_tokens = Counter(
             "modelport:prompt_tokens", "Prefill tokens processed.", labels, registry=r
         ).labels(model_name)

@@ -216,10 +216,16 @@ async def tokenize(request: Request, state: ServerState = Depends(get_state)) ->
     if state.embedder is not None:  # TEI's shape: one token list per input, special tokens flagged
         texts = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-            raise APIError(422, "`inputs` must be a non-empty string or list of strings", param="inputs",
-                           error_type="tokenizer")
+            raise APIError(
+                422,
+                "`inputs` must be a non-empty string or list of strings",
+                param="inputs",
+                error_type="tokenizer",
+            )
         add_special = bool(body.get("add_special_tokens", True))
-        return JSONResponse([[t.__dict__ for t in toks] for toks in state.embedder.tokenize(texts, add_special)])
+        return JSONResponse(
+            [[t.__dict__ for t in toks] for toks in state.embedder.tokenize(texts, add_special)]
+        )
     if not isinstance(inputs, str) or not inputs:
         raise APIError(422, "`inputs` must be a non-empty string", param="inputs", error_type="tokenizer")
     enc = state.tokenizer(inputs, return_offsets_mapping=True, add_special_tokens=True)
