@@ -7,6 +7,7 @@ import time
 
 import openai
 import psutil
+import pytest
 
 from tests.server_process import ServerProcess
 
@@ -74,3 +75,18 @@ def test_resident_memory_is_weights_plus_kv_budget_plus_overhead(tiny_server: Se
     kv = tiny_server.metric("modelport:kv_cache_bytes")
     assert kv == 4 * 2**20
     assert rss <= weights + kv + RUNTIME_OVERHEAD, f"RSS {rss / 2**20:.0f} MiB"
+
+
+def test_non_streaming_client_that_gives_up_frees_its_blocks(tiny_server: ServerProcess) -> None:
+    import httpx
+
+    key = 'modelport:request_success_total{finished_reason="abort",model_name="tiny"}'
+    try:
+        before = tiny_server.metric(key)
+    except KeyError:
+        before = 0.0
+    body = {"prompt": "x", "max_tokens": 2000, "ignore_eos": True, "n": 4}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{tiny_server.url}/v1/completions", json=body, timeout=0.5)
+    assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
+    assert tiny_server.metric(key) == before + 4

@@ -99,7 +99,7 @@ def comparison_table(rows: Sequence[ComparisonRow], title: str = "comparison") -
     table = Table(title=title, title_justify="left")
     for name, justify in (
         ("engine", "left"),
-        ("concurrency", "right"),
+        ("conc", "right"),
         ("output tok/s", "right"),
         ("TTFT p50 ms", "right"),
         ("TPOT p50 ms", "right"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ def _histogram(ax: Any, values: list[float], title: str, color: str) -> None:
     if not values:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
-    ax.hist(values, bins=min(30, max(5, len(values) // 2)), color=color, edgecolor="white")
+    lo, hi = min(values), max(values)
+    # (nearly) equal samples: numpy cannot split a ~zero range into finite bins
+    span = (lo - 0.5, hi + 0.5) if hi - lo < 1e-6 * max(1.0, abs(hi)) else None
+    ax.hist(values, bins=min(30, max(5, len(values) // 2)), range=span, color=color, edgecolor="white")
 
 
 def plot_result(result: BenchResult, path: Path) -> Path:
@@ -80,7 +84,7 @@ def plot_comparison(
     engines = list(dict.fromkeys(r.engine for r in rows))
     concurrencies = sorted({r.concurrency for r in rows})
     width = 0.8 / max(len(engines), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 2 + 2 * len(concurrencies)), 5))
+    fig, ax = plt.subplots(figsize=(max(7, 2 + 2 * len(concurrencies)), 5))
     for i, engine in enumerate(engines):
         xs, ys = [], []
         for j, c in enumerate(concurrencies):
@@ -93,8 +97,8 @@ def plot_comparison(
     ax.set_xticks(range(len(concurrencies)), [str(c) for c in concurrencies])
     ax.set_xlabel("concurrent requests")
     ax.set_ylabel("output tok/s")
-    ax.set_title(title)
-    ax.legend()
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

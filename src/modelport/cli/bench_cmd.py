@@ -65,7 +65,7 @@ def serve(
     endpoint: Annotated[Endpoint, typer.Option(help="completions (/v1/completions) or chat.")] = (
         Endpoint.completions
     ),
-    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="Bearer token.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Bearer token for the server.")] = None,
     ignore_eos: Annotated[
         bool, typer.Option(help="Send ignore_eos: true (vLLM / modelport extension).")
     ] = True,

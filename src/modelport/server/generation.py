@@ -123,6 +123,13 @@ async def stream_outputs(
         await gen.aclose()
 
 
+async def chain_first(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Put back the item pulled before the response started (see `stream_outputs`)."""
+    yield first
+    async for item in rest:
+        yield item
+
+
 @dataclass
 class SeqResult:
     index: int

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from modelport.engine.sequence import TokenLogprob
+from modelport.engine.sequence import SequenceOutput, TokenLogprob
 from modelport.protocol.errors import APIError, Dialect, render
 from modelport.protocol.openai import ChatCompletionRequest, CompletionRequest, usage
 from modelport.server.generation import (
     SeqResult,
+    chain_first,
     chat_prompt_ids,
     collect,
     encode_text,
@@ -138,8 +139,8 @@ async def anext_or_error(outputs: AsyncIterator[Any]) -> Any:
 
 async def _chat_stream(
     state: ServerState,
-    first: Any,
-    outputs: AsyncIterator[Any],
+    first: SequenceOutput,
+    outputs: AsyncIterator[SequenceOutput],
     rid: str,
     created: int,
     model: str,
@@ -148,45 +149,46 @@ async def _chat_stream(
     want_logprobs: bool,
 ) -> AsyncIterator[bytes]:
     base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+    opening = [
+        {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        for i in range(n)
+    ]
+
+    def choice(out: SequenceOutput) -> dict[str, Any]:
+        return {
+            "index": out.index,
+            "delta": {"content": out.text} if out.text else {},
+            "logprobs": _chat_logprobs(state, out.logprobs) if want_logprobs and out.logprobs else None,
+            "finish_reason": out.finish_reason.value if out.finish_reason else None,
+        }
+
+    async for chunk in _openai_sse(first, outputs, base, include_usage, opening, choice):
+        yield chunk
+
+
+async def _openai_sse(
+    first: SequenceOutput,
+    outputs: AsyncIterator[SequenceOutput],
+    base: dict[str, Any],
+    include_usage: bool,
+    opening: list[dict[str, Any]],
+    choice: Callable[[SequenceOutput], dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    """The OpenAI SSE framing shared by chat and completions: opening chunks, one chunk per delta
+    that carries text or a finish, an error event on failure, the usage chunk, then [DONE]."""
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
-    for i in range(n):
-        yield sse(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": i,
-                        "delta": {"role": "assistant", "content": ""},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                ],
-                **extra,
-            }
-        )
+    for c in opening:
+        yield sse({**base, "choices": [c], **extra})
     prompt_tokens = completion_tokens = 0
-
-    async def all_outputs() -> AsyncIterator[Any]:
-        yield first
-        async for o in outputs:
-            yield o
-
     try:
-        async for out in all_outputs():
+        async for out in chain_first(first, outputs):
             prompt_tokens = out.num_prompt_tokens
             completion_tokens += len(out.token_ids)
             if out.error:
                 yield sse(render(APIError(500, f"generation failed: {out.error}"), Dialect.OPENAI))
                 return
-            if not out.text and out.finish_reason is None:
-                continue
-            choice: dict[str, Any] = {
-                "index": out.index,
-                "delta": {"content": out.text} if out.text else {},
-                "logprobs": _chat_logprobs(state, out.logprobs) if want_logprobs and out.logprobs else None,
-                "finish_reason": out.finish_reason.value if out.finish_reason else None,
-            }
-            yield sse({**base, "choices": [choice], **extra})
+            if out.text or out.finish_reason is not None:
+                yield sse({**base, "choices": [choice(out)], **extra})
     except APIError as exc:
         yield sse(render(exc, Dialect.OPENAI))
         return
@@ -288,8 +290,8 @@ async def completions(
 
 
 async def _completion_stream(
-    first: Any,
-    outputs: AsyncIterator[Any],
+    first: SequenceOutput,
+    outputs: AsyncIterator[SequenceOutput],
     rid: str,
     created: int,
     model: str,
@@ -298,49 +300,15 @@ async def _completion_stream(
     n: int,
 ) -> AsyncIterator[bytes]:
     base = {"id": rid, "object": "text_completion", "created": created, "model": model}
-    extra: dict[str, Any] = {"usage": None} if include_usage else {}
-    if prefix:
-        for i in range(n):
-            yield sse(
-                {
-                    **base,
-                    "choices": [{"index": i, "text": prefix, "logprobs": None, "finish_reason": None}],
-                    **extra,
-                }
-            )
-    prompt_tokens = completion_tokens = 0
+    opening = (
+        [{"index": i, "text": prefix, "logprobs": None, "finish_reason": None} for i in range(n)]
+        if prefix
+        else []
+    )
 
-    async def all_outputs() -> AsyncIterator[Any]:
-        yield first
-        async for o in outputs:
-            yield o
+    def choice(out: SequenceOutput) -> dict[str, Any]:
+        reason = out.finish_reason.value if out.finish_reason else None
+        return {"index": out.index, "text": out.text, "logprobs": None, "finish_reason": reason}
 
-    try:
-        async for out in all_outputs():
-            prompt_tokens = out.num_prompt_tokens
-            completion_tokens += len(out.token_ids)
-            if out.error:
-                yield sse(render(APIError(500, f"generation failed: {out.error}"), Dialect.OPENAI))
-                return
-            if not out.text and out.finish_reason is None:
-                continue
-            yield sse(
-                {
-                    **base,
-                    "choices": [
-                        {
-                            "index": out.index,
-                            "text": out.text,
-                            "logprobs": None,
-                            "finish_reason": out.finish_reason.value if out.finish_reason else None,
-                        }
-                    ],
-                    **extra,
-                }
-            )
-    except APIError as exc:
-        yield sse(render(exc, Dialect.OPENAI))
-        return
-    if include_usage:
-        yield sse({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
-    yield sse("[DONE]")
+    async for chunk in _openai_sse(first, outputs, base, include_usage, opening, choice):
+        yield chunk

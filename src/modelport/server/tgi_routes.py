@@ -16,6 +16,7 @@ from modelport.engine.sequence import FinishReason, SequenceOutput
 from modelport.protocol.errors import APIError, Dialect, bad_request, render
 from modelport.protocol.tgi import GenerateRequest
 from modelport.server.generation import (
+    chain_first,
     collect,
     encode_text,
     is_special,
@@ -144,12 +145,7 @@ async def _tgi_events(
     text = ""
     index = 0
 
-    async def all_outputs() -> AsyncIterator[SequenceOutput]:
-        yield first
-        async for o in outputs:
-            yield o
-
-    async for out in all_outputs():
+    async for out in chain_first(first, outputs):
         if out.error:
             yield b"data:" + json.dumps(render(APIError(500, out.error), Dialect.TGI)).encode() + b"\n\n"
             return

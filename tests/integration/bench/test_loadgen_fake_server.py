@@ -42,8 +42,8 @@ def test_streaming_completions_measures_ttft_tpot_and_respects_concurrency(
     assert result.total_output_tokens == 72
     assert all(r.output_tokens == 8 for r in result.records)
     assert result.ttft is not None and result.tpot is not None and result.e2e is not None
-    assert 0.04 <= result.ttft.p50 < 0.5
-    assert 0.008 <= result.tpot.p50 < 0.1
+    assert 0.04 <= result.ttft.p50 < 2.0  # generous upper bounds: CI machines are busy
+    assert 0.008 <= result.tpot.p50 < 0.5
     assert result.e2e.p50 > result.ttft.p50
     # three waves of three requests, each at least 50 ms + 7 x 10 ms
     assert result.duration_s >= 3 * 0.12
