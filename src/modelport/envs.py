@@ -36,7 +36,20 @@ TORCH_THREADS = EnvVar(
     "MODELPORT_TORCH_THREADS", "0", "Intra-op threads for torch on CPU; 0 keeps torch's default (all cores)."
 )
 
-ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, LOG_PAYLOADS, TORCH_THREADS)
+ONEDNN_CACHE = EnvVar(
+    "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+    "32",
+    "oneDNN kernels cached per shape (torch CPU matmuls). oneDNN's default of 1024 lets RSS grow by "
+    "~100 MiB as ragged batches bring new shapes; 32 keeps it flat at no measured speed cost.",
+)
+
+ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, LOG_PAYLOADS, TORCH_THREADS, ONEDNN_CACHE)
+
+
+def apply_process_defaults() -> None:
+    """Set library variables that must be in place before torch starts (called by `serve`)."""
+    os.environ.setdefault(ONEDNN_CACHE.name, ONEDNN_CACHE.default)
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def data_dir() -> Path:

@@ -56,12 +56,14 @@ def test_cancelled_streams_leave_the_kv_pool_empty_and_memory_flat(tiny_server: 
     assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
     aborted = tiny_server.metric('modelport:request_success_total{finished_reason="abort",model_name="tiny"}')
     assert aborted >= 16
-    rss_after_first = proc.memory_info().rss
-    for _ in range(3):
+    asyncio.run(_round(tiny_server.url))  # warm-up: allocator arenas and per-shape kernel caches fill first
+    rss_after_warmup = proc.memory_info().rss
+    for _ in range(4):
         asyncio.run(_round(tiny_server.url))
         assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
-    growth = proc.memory_info().rss - rss_after_first
-    assert growth < 32 * 2**20, f"server RSS grew by {growth / 2**20:.1f} MiB over 3 more rounds"
+    growth = proc.memory_info().rss - rss_after_warmup
+    # 128 more requests; measured 2-15 MiB here (bounded caches), a leak of the KV or of sequences is far more
+    assert growth < 40 * 2**20, f"server RSS grew by {growth / 2**20:.1f} MiB over 4 more rounds"
 
 
 # Python + torch + transformers + tokenizer + server, measured at 480-560 MiB on CPU (README).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +41,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = envs.LOG_LEVEL.default,
 ) -> None:
     """Serve one model on HTTP (OpenAI /v1/*, TGI /generate, TEI /embed, /health, /metrics)."""
+    envs.apply_process_defaults()  # before torch is imported
     import uvicorn
 
     from modelport.engine.loader import ModelLoadError
@@ -49,7 +49,6 @@ def serve(
     from modelport.server.builder import ServeOptions, build_state
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     opts = ServeOptions(
         model=model,
         served_model_name=served_model_name,

@@ -20,7 +20,6 @@ import torch
 
 from modelport.engine.kv_cache import KVCachePool, KVLayout
 from modelport.engine.loader import LoadedModel
-from modelport.engine.memory import release_free_heap
 from modelport.engine.metrics import EngineMetrics
 from modelport.engine.runner import ModelRunner
 from modelport.engine.sampling import SamplingParams, make_generator
@@ -302,19 +301,14 @@ class LLMEngine:
         self._loop()
 
     def _loop(self) -> None:
-        busy = False
         try:
             while not self._stop:
                 self._drain_inbox()
                 if not self.scheduler.has_work():
                     self._update_gauges()
-                    if busy:
-                        release_free_heap()
-                        busy = False
                     self._wake.wait(timeout=0.5)
                     self._wake.clear()
                     continue
-                busy = True
                 self._step()
         except BaseException as exc:  # the loop must never die silently
             log.exception("engine loop crashed")

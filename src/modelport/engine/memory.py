@@ -51,24 +51,3 @@ def default_budget(device: torch.device) -> int:
     if device.type == "cuda":
         return int(device_memory_bytes(device) * 0.4)
     return 2**30
-
-
-def release_free_heap() -> None:
-    """Give freed heap pages back to the OS (glibc only; a no-op elsewhere).
-
-    Many threads (HTTP, engine, tokenizer pools) allocating tensors and buffers of varying
-    sizes leave glibc arenas fragmented, so RSS creeps up under load although nothing leaks.
-    The engine calls this when it goes idle, where the few milliseconds it costs are free.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
