@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from modelport.engine.sampling import SamplingParams
 from modelport.engine.sequence import SequenceOutput, TokenLogprob
 from modelport.protocol.errors import APIError, Dialect, render
 from modelport.protocol.openai import ChatCompletionRequest, CompletionRequest, usage
@@ -70,19 +71,17 @@ def _chat_logprobs(state: ServerState, lps: list[TokenLogprob]) -> dict[str, Any
     }
 
 
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(
-    body: ChatCompletionRequest, request: Request, state: ServerState = Depends(get_state)
-) -> JSONResponse | StreamingResponse:
-    state.check_model_name(body.model)
-    engine = state.require_llm()
-    body.check_supported()
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    prompt_ids = chat_prompt_ids(state, messages, body.add_generation_prompt, body.chat_template_kwargs)
-    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    params = sampling_params(
+def _sampling(
+    body: ChatCompletionRequest | CompletionRequest,
+    *,
+    max_tokens: int | None,
+    default_max_tokens: int,
+    logprobs: int | None,
+) -> SamplingParams:
+    """The fields chat and completions share, converted at the edge into engine parameters."""
+    return sampling_params(
         max_tokens=max_tokens,
-        default_max_tokens=max(1, state.max_model_len - len(prompt_ids)),
+        default_max_tokens=default_max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         top_k=body.top_k,
@@ -94,9 +93,27 @@ async def chat_completions(
         stop=body.stop_list(),
         stop_token_ids=body.stop_token_ids,
         ignore_eos=body.ignore_eos,
-        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        logprobs=logprobs,
         logit_bias=body.bias_map(),
         min_tokens=body.min_tokens,
+    )
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, state: ServerState = Depends(get_state)
+) -> JSONResponse | StreamingResponse:
+    state.check_model_name(body.model)
+    engine = state.require_llm()
+    body.check_supported()
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    prompt_ids = chat_prompt_ids(state, messages, body.add_generation_prompt, body.chat_template_kwargs)
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    params = _sampling(
+        body,
+        max_tokens=max_tokens,
+        default_max_tokens=max(1, state.max_model_len - len(prompt_ids)),
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
     )
     rid, created, model = new_id("chatcmpl"), int(time.time()), state.model_name
     if body.stream:
@@ -223,29 +240,11 @@ async def completions(
         raise APIError(400, "streaming supports one prompt per request", param="prompt")
     rid, created, model = new_id("cmpl"), int(time.time()), state.model_name
 
-    def params_for(ids: list[int]) -> Any:
-        return sampling_params(
-            max_tokens=body.max_tokens,
-            default_max_tokens=16,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            top_k=body.top_k,
-            min_p=body.min_p,
-            repetition_penalty=body.repetition_penalty,
-            presence_penalty=body.presence_penalty,
-            frequency_penalty=body.frequency_penalty,
-            seed=body.seed,
-            stop=body.stop_list(),
-            stop_token_ids=body.stop_token_ids,
-            ignore_eos=body.ignore_eos,
-            logprobs=body.logprobs,
-            logit_bias=body.bias_map(),
-            min_tokens=body.min_tokens,
-        )
+    params = _sampling(body, max_tokens=body.max_tokens, default_max_tokens=16, logprobs=body.logprobs)
 
     if body.stream:
         ids = prompts[0]
-        outputs = stream_outputs(engine, ids, params_for(ids), body.n, rid)
+        outputs = stream_outputs(engine, ids, params, body.n, rid)
         first = await anext_or_error(outputs)
         prefix = state.tokenizer.decode(ids) if body.echo else ""
         return StreamingResponse(
@@ -256,7 +255,7 @@ async def completions(
     async def run_all() -> list[tuple[list[int], list[SeqResult]]]:
         done = []
         for i, ids in enumerate(prompts):
-            done.append((ids, await collect(engine, ids, params_for(ids), body.n, f"{rid}-{i}")))
+            done.append((ids, await collect(engine, ids, params, body.n, f"{rid}-{i}")))
         return done
 
     runs = await until_disconnect(request, run_all())
