@@ -169,10 +169,22 @@ def load_causal_lm(
     tok_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_limit, int) and 0 < tok_limit < 10**7:
         limit = min(limit, tok_limit)
+    window = getattr(text_config, "sliding_window", None)
+    if (
+        isinstance(window, int)
+        and window > 0
+        and getattr(text_config, "use_sliding_window", True) is not False
+    ):
+        # the paged attention here is full attention: within the window the two agree exactly
+        if window < limit:
+            log.warning(
+                "%s uses sliding-window attention; context capped at its window of %d tokens", path, window
+            )
+        limit = min(limit, window)
     if max_model_len is not None:
         if max_model_len > limit:
             log.warning("--max-model-len %d is above the model's %d positions", max_model_len, limit)
-        limit = max_model_len
+        limit = min(max_model_len, limit) if isinstance(window, int) and window > 0 else max_model_len
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return LoadedModel(
         model=model,

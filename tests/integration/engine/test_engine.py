@@ -91,3 +91,15 @@ def test_pickle_only_folder_is_refused(tmp_path: Path, tiny_model: Path) -> None
     (folder / "pytorch_model.bin").write_bytes(b"not really a pickle")
     with pytest.raises(ModelLoadError, match="allow-pickle"):
         load_causal_lm(folder)
+
+
+def test_sliding_window_models_are_capped_to_their_window(tmp_path: Path, tiny_model: Path) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "windowed"
+    shutil.copytree(tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "sliding_window": 256}))
+    assert load_causal_lm(folder, dtype="float32", device="cpu").max_model_len == 256
+    assert load_causal_lm(folder, dtype="float32", device="cpu", max_model_len=4096).max_model_len == 256
