@@ -24,11 +24,10 @@ ATTN_IMPLEMENTATION = "modelport_paged"
 
 @dataclass(frozen=True)
 class PrefillChunk:
-    """One sequence's query tokens ``[start, end)`` in the packed row, attending to ``ctx_len`` tokens."""
+    """One sequence's query tokens ``[start, end)`` in the packed row."""
 
     start: int
     end: int
-    ctx_len: int
     gather_blocks: torch.Tensor | None  # blocks holding the context; None when nothing was cached before
     mask: torch.Tensor | None  # [q, blocks * block_size] bool, None when plain causal suffices
 
@@ -67,7 +66,7 @@ def build_paged_batch(
             decode_tables.append(block_table[:nblocks])
             decode_lens.append(total)
         elif cached == 0:
-            prefills.append(PrefillChunk(offset, offset + new, total, None, None))
+            prefills.append(PrefillChunk(offset, offset + new, None, None))
         else:
             q_pos = torch.arange(cached, total, device=device)[:, None]
             k_pos = torch.arange(nblocks * bs, device=device)[None, :]
@@ -75,7 +74,6 @@ def build_paged_batch(
                 PrefillChunk(
                     offset,
                     offset + new,
-                    total,
                     torch.tensor(block_table[:nblocks], dtype=torch.long, device=device),
                     k_pos <= q_pos,
                 )

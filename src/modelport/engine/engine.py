@@ -234,7 +234,12 @@ class LLMEngine:
 
     # ---- engine thread --------------------------------------------------------------------
     def _make_seq(
-        self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams, sink: object
+        self,
+        request_id: str,
+        index: int,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        sink: Callable[[SequenceOutput], None],
     ) -> Sequence:
         seed = None if params.seed is None else params.seed + index
         return Sequence(
@@ -246,7 +251,7 @@ class LLMEngine:
             max_model_len=self.loaded.max_model_len,
             detokenizer=IncrementalDetokenizer(self.loaded.tokenizer),
             generator=None if params.greedy else make_generator(seed),
-            sink=sink,  # type: ignore[arg-type]
+            sink=sink,
         )
 
     def _submit(self, seqs: list[Sequence]) -> None:

@@ -36,8 +36,7 @@ class ModelRunner:
         offset = 0
         for seq, n in step.items:
             start = seq.num_cached
-            ids = seq.all_ids
-            input_ids.extend(ids[start : start + n])
+            input_ids.extend(seq.token_slice(start, n))
             positions.extend(range(start, start + n))
             entries.append((seq.block_table, start, n))
             offset += n

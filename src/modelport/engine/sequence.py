@@ -103,6 +103,15 @@ class Sequence:
     def all_ids(self) -> list[int]:
         return self.prompt_ids + self.output_ids
 
+    def token_slice(self, start: int, n: int) -> list[int]:
+        """Tokens ``[start, start + n)`` of prompt + output, without concatenating the two each step."""
+        cut = len(self.prompt_ids)
+        if start >= cut:
+            return self.output_ids[start - cut : start - cut + n]
+        if start + n <= cut:
+            return self.prompt_ids[start : start + n]
+        return self.prompt_ids[start:] + self.output_ids[: start + n - cut]  # recompute after preemption
+
     @property
     def num_tokens(self) -> int:
         return len(self.prompt_ids) + len(self.output_ids)

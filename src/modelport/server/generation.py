@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -104,30 +104,29 @@ def engine_error(exc: Exception) -> APIError:
     raise exc
 
 
-async def stream_outputs(
+async def start_stream(
     engine: LLMEngine, prompt_ids: list[int], params: SamplingParams, n: int, request_id: str
-) -> AsyncIterator[SequenceOutput]:
-    """Engine deltas with validation errors already mapped to API errors (raised before the first delta)."""
+) -> AsyncGenerator[SequenceOutput, None]:
+    """Start generating and wait for the first delta, so a request the engine refuses becomes a
+    clean 4xx before any response byte. The returned stream replays that delta first; closing
+    or cancelling it aborts the request and frees its KV blocks."""
+    gen = engine.generate(prompt_ids, params, n, request_id)
     try:
-        gen = engine.generate(prompt_ids, params, n, request_id)
-        first = await gen.__anext__()
-    except StopAsyncIteration:
-        return
+        first = await anext(gen)
     except (InvalidSamplingParams, RequestRejected, EngineDeadError) as exc:
         raise engine_error(exc) from exc
+    return _replay(first, gen)
+
+
+async def _replay(
+    first: SequenceOutput, gen: AsyncGenerator[SequenceOutput, None]
+) -> AsyncGenerator[SequenceOutput, None]:
     try:
         yield first
         async for out in gen:
             yield out
     finally:
         await gen.aclose()
-
-
-async def chain_first(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
-    """Put back the item pulled before the response started (see `stream_outputs`)."""
-    yield first
-    async for item in rest:
-        yield item
 
 
 @dataclass
@@ -145,7 +144,7 @@ async def collect(
     engine: LLMEngine, prompt_ids: list[int], params: SamplingParams, n: int, request_id: str
 ) -> list[SeqResult]:
     results = [SeqResult(i) for i in range(n)]
-    async for out in stream_outputs(engine, prompt_ids, params, n, request_id):
+    async for out in await start_stream(engine, prompt_ids, params, n, request_id):
         r = results[out.index]
         r.text += out.text
         r.token_ids += out.token_ids
@@ -185,4 +184,4 @@ def token_text(state: ServerState, token_id: int) -> str:
 
 
 def is_special(state: ServerState, token_id: int) -> bool:
-    return token_id in set(getattr(state.tokenizer, "all_special_ids", []) or [])
+    return token_id in state.special_ids

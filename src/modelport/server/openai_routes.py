@@ -16,13 +16,12 @@ from modelport.protocol.errors import APIError, Dialect, render
 from modelport.protocol.openai import ChatCompletionRequest, CompletionRequest, usage
 from modelport.server.generation import (
     SeqResult,
-    chain_first,
     chat_prompt_ids,
     collect,
     encode_text,
     new_id,
     sampling_params,
-    stream_outputs,
+    start_stream,
     token_text,
     until_disconnect,
 )
@@ -117,12 +116,9 @@ async def chat_completions(
     )
     rid, created, model = new_id("chatcmpl"), int(time.time()), state.model_name
     if body.stream:
-        outputs = stream_outputs(engine, prompt_ids, params, body.n, rid)
-        first = await anext_or_error(outputs)
+        outputs = await start_stream(engine, prompt_ids, params, body.n, rid)
         return StreamingResponse(
-            _chat_stream(
-                state, first, outputs, rid, created, model, body.n, body.include_usage(), body.logprobs
-            ),
+            _chat_stream(state, outputs, rid, created, model, body.n, body.include_usage(), body.logprobs),
             media_type="text/event-stream",
         )
     results = await until_disconnect(request, collect(engine, prompt_ids, params, body.n, rid))
@@ -149,14 +145,8 @@ async def chat_completions(
     )
 
 
-async def anext_or_error(outputs: AsyncIterator[Any]) -> Any:
-    """Pull the first delta before the response starts, so request errors become a clean 4xx."""
-    return await outputs.__anext__()
-
-
 async def _chat_stream(
     state: ServerState,
-    first: SequenceOutput,
     outputs: AsyncIterator[SequenceOutput],
     rid: str,
     created: int,
@@ -179,12 +169,11 @@ async def _chat_stream(
             "finish_reason": out.finish_reason.value if out.finish_reason else None,
         }
 
-    async for chunk in _openai_sse(first, outputs, base, include_usage, opening, choice):
+    async for chunk in _openai_sse(outputs, base, include_usage, opening, choice):
         yield chunk
 
 
 async def _openai_sse(
-    first: SequenceOutput,
     outputs: AsyncIterator[SequenceOutput],
     base: dict[str, Any],
     include_usage: bool,
@@ -198,7 +187,7 @@ async def _openai_sse(
         yield sse({**base, "choices": [c], **extra})
     prompt_tokens = completion_tokens = 0
     try:
-        async for out in chain_first(first, outputs):
+        async for out in outputs:
             prompt_tokens = out.num_prompt_tokens
             completion_tokens += len(out.token_ids)
             if out.error:
@@ -244,11 +233,10 @@ async def completions(
 
     if body.stream:
         ids = prompts[0]
-        outputs = stream_outputs(engine, ids, params, body.n, rid)
-        first = await anext_or_error(outputs)
+        outputs = await start_stream(engine, ids, params, body.n, rid)
         prefix = state.tokenizer.decode(ids) if body.echo else ""
         return StreamingResponse(
-            _completion_stream(first, outputs, rid, created, model, body.include_usage(), prefix, body.n),
+            _completion_stream(outputs, rid, created, model, body.include_usage(), prefix, body.n),
             media_type="text/event-stream",
         )
 
@@ -289,7 +277,6 @@ async def completions(
 
 
 async def _completion_stream(
-    first: SequenceOutput,
     outputs: AsyncIterator[SequenceOutput],
     rid: str,
     created: int,
@@ -309,5 +296,5 @@ async def _completion_stream(
         reason = out.finish_reason.value if out.finish_reason else None
         return {"index": out.index, "text": out.text, "logprobs": None, "finish_reason": reason}
 
-    async for chunk in _openai_sse(first, outputs, base, include_usage, opening, choice):
+    async for chunk in _openai_sse(outputs, base, include_usage, opening, choice):
         yield chunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,10 @@ class ServerState:
     created: int = field(default_factory=lambda: int(time.time()))
     max_body_bytes: int = 8 * 1024 * 1024
     log_payloads: bool = False
+
+    @functools.cached_property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(getattr(self.tokenizer, "all_special_ids", None) or ())
 
     def healthy(self) -> bool:
         if not self.ready:

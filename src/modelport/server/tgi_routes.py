@@ -16,13 +16,12 @@ from modelport.engine.sequence import FinishReason, SequenceOutput
 from modelport.protocol.errors import APIError, Dialect, bad_request, render
 from modelport.protocol.tgi import GenerateRequest
 from modelport.server.generation import (
-    chain_first,
     collect,
     encode_text,
     is_special,
     new_id,
     sampling_params,
-    stream_outputs,
+    start_stream,
     token_text,
     until_disconnect,
 )
@@ -134,18 +133,17 @@ async def _json(request: Request) -> Any:
 async def _stream_response(state: ServerState, req: GenerateRequest) -> StreamingResponse:
     engine = state.require_llm()
     ids, params = _prepare(state, req)
-    outputs = stream_outputs(engine, ids, params, 1, new_id("gen"))
-    first = await outputs.__anext__()
-    return StreamingResponse(_tgi_events(state, req, first, outputs), media_type="text/event-stream")
+    outputs = await start_stream(engine, ids, params, 1, new_id("gen"))
+    return StreamingResponse(_tgi_events(state, req, outputs), media_type="text/event-stream")
 
 
 async def _tgi_events(
-    state: ServerState, req: GenerateRequest, first: SequenceOutput, outputs: AsyncIterator[SequenceOutput]
+    state: ServerState, req: GenerateRequest, outputs: AsyncIterator[SequenceOutput]
 ) -> AsyncIterator[bytes]:
     text = ""
     index = 0
 
-    async for out in chain_first(first, outputs):
+    async for out in outputs:
         if out.error:
             yield b"data:" + json.dumps(render(APIError(500, out.error), Dialect.TGI)).encode() + b"\n\n"
             return

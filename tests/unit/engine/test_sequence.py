@@ -50,3 +50,16 @@ def test_stop_token_ids() -> None:
     seq = make(SamplingParams(max_tokens=10, stop_token_ids=[66]))
     out = seq.append(66, None)
     assert out.finish_reason is FinishReason.STOP and out.stop_reason == 66
+
+
+def test_token_slice_spans_prompt_and_output() -> None:
+    seq = make(SamplingParams(max_tokens=10, ignore_eos=True))  # prompt [65]
+    for tok in (66, 67, 68):
+        seq.append(tok, None)
+    assert [seq.token_slice(s, n) for s, n in ((0, 1), (0, 4), (1, 2), (3, 1))] == [
+        [65],
+        [65, 66, 67, 68],
+        [66, 67],
+        [68],
+    ]
+    assert seq.token_slice(0, 4) == seq.all_ids
