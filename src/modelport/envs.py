@@ -27,11 +27,6 @@ DATA_DIR = EnvVar(
     "Where modelport keeps demo models, the weight cache and state.",
 )
 LOG_LEVEL = EnvVar("MODELPORT_LOG_LEVEL", "info", "Log level: debug, info, warning, error.")
-LOG_PAYLOADS = EnvVar(
-    "MODELPORT_LOG_PAYLOADS",
-    "0",
-    "Set to 1 to log prompt and completion text (off by default: payloads are user data).",
-)
 TORCH_THREADS = EnvVar(
     "MODELPORT_TORCH_THREADS", "0", "Intra-op threads for torch on CPU; 0 keeps torch's default (all cores)."
 )
@@ -43,7 +38,7 @@ ONEDNN_CACHE = EnvVar(
     "~100 MiB as ragged batches bring new shapes; 32 keeps it flat at no measured speed cost.",
 )
 
-ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, LOG_PAYLOADS, TORCH_THREADS, ONEDNN_CACHE)
+ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, TORCH_THREADS, ONEDNN_CACHE)
 
 
 def apply_process_defaults() -> None:
@@ -54,10 +49,6 @@ def apply_process_defaults() -> None:
 
 def data_dir() -> Path:
     return Path(DATA_DIR.get()).expanduser()
-
-
-def log_payloads() -> bool:
-    return LOG_PAYLOADS.get().strip().lower() in {"1", "true", "yes"}
 
 
 def torch_threads() -> int:

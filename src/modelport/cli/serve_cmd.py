@@ -38,7 +38,9 @@ def serve(
     ] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped in the folder.")] = False,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 8 * 1024 * 1024,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = envs.LOG_LEVEL.default,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
+    ] = envs.LOG_LEVEL.default,
 ) -> None:
     """Serve one model on HTTP (OpenAI /v1/*, TGI /generate, TEI /embed, /health, /metrics)."""
     envs.apply_process_defaults()  # before torch is imported

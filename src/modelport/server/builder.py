@@ -61,7 +61,6 @@ def build_state(opts: ServeOptions) -> ServerState:
             embedder=embedder,
             ready=True,
             max_body_bytes=opts.max_body_bytes,
-            log_payloads=envs.log_payloads(),
         )
     from modelport.engine.engine import EngineConfig, LLMEngine
     from modelport.engine.memory import default_budget, parse_budget
@@ -111,5 +110,4 @@ def build_state(opts: ServeOptions) -> ServerState:
         llm=engine,
         ready=True,
         max_body_bytes=opts.max_body_bytes,
-        log_payloads=envs.log_payloads(),
     )

@@ -32,7 +32,6 @@ class ServerState:
     ready: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
     max_body_bytes: int = 8 * 1024 * 1024
-    log_payloads: bool = False
 
     @functools.cached_property
     def special_ids(self) -> frozenset[int]:
