@@ -38,7 +38,23 @@ ONEDNN_CACHE = EnvVar(
     "~100 MiB as ragged batches bring new shapes; 32 keeps it flat at no measured speed cost.",
 )
 
-ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, TORCH_THREADS, ONEDNN_CACHE)
+URL = EnvVar(
+    "MODELPORT_URL",
+    "http://127.0.0.1:8000",
+    "Where the CLI and SDK find the control plane (`modelport up` listens here by default).",
+)
+TOKEN = EnvVar(
+    "MODELPORT_TOKEN",
+    "",
+    "Admin token for the control plane API; default: the token file `modelport up` wrote.",
+)
+DATABASE_URL = EnvVar(
+    "MODELPORT_DATABASE_URL",
+    "",
+    "SQLAlchemy URL of the control plane store (postgresql+psycopg://...); default: SQLite in the data dir.",
+)
+
+ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, TORCH_THREADS, ONEDNN_CACHE, URL, TOKEN, DATABASE_URL)
 
 
 def apply_process_defaults() -> None:
@@ -53,3 +69,17 @@ def data_dir() -> Path:
 
 def torch_threads() -> int:
     return int(TORCH_THREADS.get() or "0")
+
+
+def admin_token_path() -> Path:
+    """The admin token file `modelport up` creates on first start (owner-only permissions)."""
+    return data_dir() / "admin-token"
+
+
+def database_url() -> str:
+    return DATABASE_URL.get() or f"sqlite:///{data_dir() / 'modelport.db'}"
+
+
+def process_environment() -> dict[str, str]:
+    """The environment children inherit (replicas get it plus their endpoint's env and secrets)."""
+    return dict(os.environ)

@@ -6,7 +6,9 @@ import typer
 
 from modelport.cli.bench_cmd import bench_app
 from modelport.cli.demo_cmd import demo_app
+from modelport.cli.endpoints_cmd import endpoints_app
 from modelport.cli.serve_cmd import serve
+from modelport.cli.up_cmd import up
 
 app = typer.Typer(
     name="modelport",
@@ -15,8 +17,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve)
+app.command("up")(up)
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")
+app.add_typer(endpoints_app, name="endpoints")
 
 
 def main() -> None:

@@ -1,0 +1,318 @@
+"""`modelport endpoints …`: manage endpoints on a control plane through the SDK.
+
+Every command takes --url, --token, --namespace and --json (the API's JSON on stdout, nothing
+else there); progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelport import envs
+from modelport.sdk import Client, Endpoint
+from modelport.sdk.errors import (
+    APIError,
+    ConnectError,
+    EndpointFailed,
+    ModelportError,
+    NotFound,
+    ValidationError,
+    WaitTimeout,
+)
+
+EXIT_CODES = """Exit codes: 0 ok; 1 API/server error or endpoint failed; 2 usage or validation error;
+3 not found; 4 timed out waiting; 5 control plane unreachable."""
+
+endpoints_app = typer.Typer(help=f"Create and manage endpoints.\n\n{EXIT_CODES}", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+Url = Annotated[str, typer.Option(help="Control plane URL.", envvar=envs.URL.name)]
+Token = Annotated[
+    str | None,
+    typer.Option(help="Admin token (default: the token file `modelport up` wrote).", envvar=envs.TOKEN.name),
+]
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON only.")]
+Wait = Annotated[bool, typer.Option(help="Wait until the endpoint is ready, showing progress.")]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait.")]
+KeyValues = Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def exits_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn SDK errors into one red line on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ConnectError as exc:
+            code, text = 5, str(exc)
+        except NotFound as exc:
+            code, text = 3, exc.message
+        except ValidationError as exc:
+            code, text = 2, f"{exc.message}" + (f" (field {exc.field})" if exc.field else "")
+        except WaitTimeout as exc:
+            code, text = 4, str(exc)
+        except (APIError, EndpointFailed, ModelportError) as exc:
+            code, text = 1, getattr(exc, "message", str(exc))
+        err.print(f"[red]error:[/red] {text}", highlight=False, markup=True)
+        raise typer.Exit(code)
+
+    return wrapper
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str] | None:
+    if values is None:
+        return None
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        pairs[key] = value
+    return pairs
+
+
+def _show(ep: Endpoint, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(ep.raw))
+        return
+    table = Table(show_header=False, box=None)
+    status = ep.raw["status"]
+    scaling = ep.raw["compute"]["scaling"]
+    rows = [
+        ("name", ep.name),
+        ("state", ep.state),
+        ("message", ep.message or "-"),
+        ("url", ep.url or "-"),
+        ("replicas", f"{ep.ready_replicas}/{ep.target_replicas} ready (min {scaling['minReplica']}, "
+                     f"max {scaling['maxReplica']})"),
+        ("model", ep.repository),
+        ("revision", ep.revision or "-"),
+        ("engine args", " ".join(ep.raw["model"].get("args", [])) or "-"),
+        ("type", ep.raw["type"]),
+        ("updated", status.get("updatedAt", "-")),
+    ]  # fmt: skip
+    for key, value in rows:
+        table.add_row(f"[bold]{key}[/bold]", str(value))
+    out.print(table)
+    if ep.replicas:
+        replicas = Table("REPLICA", "GEN", "PHASE", "RESTARTS", "LAST ERROR")
+        for r in ep.replicas:
+            last = (r.last_error or "").strip().splitlines()
+            replicas.add_row(r.id[:12], str(r.generation), r.phase, str(r.restarts), last[0] if last else "-")
+        out.print(replicas)
+
+
+def _wait(ep: Endpoint, timeout: float, as_json: bool) -> None:
+    with err.status(f"waiting for {ep.name}…") as spinner:
+
+        def progress(raw: dict[str, Any]) -> None:
+            s = raw["status"]
+            ready = f"{s['readyReplica']}/{s['targetReplica']} ready"
+            spinner.update(f"{ep.name}: {s['state']} ({ready}) {s.get('message', '')}")
+
+        ep.wait(timeout=timeout, poll_interval=1.0, progress=progress)
+    if not as_json:
+        err.print(f"[green]{ep.name} is running[/green] at {ep.url}")
+
+
+@endpoints_app.command("create")
+@exits_cleanly
+def create(
+    name: Annotated[str, typer.Argument(help="Endpoint name (lowercase letters, digits, dashes).")],
+    model: Annotated[str, typer.Option(help="Model folder (config.json + safetensors + tokenizer).")],
+    revision: Annotated[str | None, typer.Option(help="Revision label to pin.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task, e.g. text-generation.")] = None,
+    type: Annotated[str, typer.Option(help="public, protected or private.")] = "protected",
+    min_replicas: Annotated[int, typer.Option(help="Fewest replicas.")] = 1,
+    max_replicas: Annotated[int | None, typer.Option(help="Most replicas (default: min).")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option(help="Extra engine argument (repeatable).")] = None,
+    env: KeyValues = None,
+    secret: KeyValues = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tag (repeatable).")] = None,
+    wait: Wait = True,
+    timeout: Timeout = 600,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Create an endpoint from a local model folder."""
+    client = Client(url, token, namespace)
+    ep = client.create_endpoint(
+        name,
+        model,
+        revision=revision,
+        task=task,
+        type=type,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        engine_args=engine_arg,
+        env=_pairs(env, "--env"),
+        secrets=_pairs(secret, "--secret"),
+        tags=tag,
+    )
+    if wait:
+        _wait(ep, timeout, as_json)
+    _show(ep, as_json)
+
+
+@endpoints_app.command("list")
+@exits_cleanly
+def list_(url: Url = envs.URL.default, token: Token = None, namespace: Namespace = "default",
+          as_json: AsJson = False) -> None:  # fmt: skip
+    """List endpoints."""
+    endpoints = Client(url, token, namespace).list_endpoints()
+    if as_json:
+        print(json.dumps({"items": [ep.raw for ep in endpoints]}))
+        return
+    table = Table("NAME", "STATE", "READY", "MODEL", "REVISION", "URL", "UPDATED")
+    for ep in endpoints:
+        updated = ep.updated_at.strftime("%Y-%m-%d %H:%M:%S") if ep.updated_at else "-"
+        table.add_row(ep.name, ep.state, f"{ep.ready_replicas}/{ep.target_replicas}", ep.repository,
+                      ep.revision or "-", ep.url or "-", updated)  # fmt: skip
+    out.print(table)
+
+
+@endpoints_app.command("describe")
+@exits_cleanly
+def describe(name: str, url: Url = envs.URL.default, token: Token = None, namespace: Namespace = "default",
+             as_json: AsJson = False) -> None:  # fmt: skip
+    """Show one endpoint: spec, status and replicas."""
+    _show(Client(url, token, namespace).get_endpoint(name), as_json)
+
+
+@endpoints_app.command("logs")
+@exits_cleanly
+def logs(
+    name: str,
+    tail: Annotated[int, typer.Option(help="Lines per replica.")] = 200,
+    replica: Annotated[str | None, typer.Option(help="Only this replica (id prefix).")] = None,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Print the last log lines of each replica."""
+    items = Client(url, token, namespace).get_endpoint(name).logs(tail=tail)
+    items = [r for r in items if not replica or r["id"].startswith(replica)]
+    if as_json:
+        print(json.dumps({"replicas": items}))
+        return
+    for r in items:
+        err.print(f"[bold]== replica {r['id'][:12]} (generation {r['generation']}, {r['phase']})[/bold]")
+        sys.stdout.write("".join(f"{line}\n" for line in r["lines"]))
+
+
+def _lifecycle(action: str, doc: str, waits: bool) -> None:
+    def command(
+        name: str,
+        wait: Wait = waits,
+        timeout: Timeout = 600,
+        url: Url = envs.URL.default,
+        token: Token = None,
+        namespace: Namespace = "default",
+        as_json: AsJson = False,
+    ) -> None:
+        ep = Client(url, token, namespace).get_endpoint(name)
+        getattr(ep, action.replace("-", "_"))()
+        if wait and action == "resume":
+            _wait(ep, timeout, as_json)
+        _show(ep, as_json)
+
+    command.__doc__ = doc
+    endpoints_app.command(action)(exits_cleanly(command))
+
+
+_lifecycle("pause", "Stop every replica; requests get a 'paused' error until resume.", waits=False)
+_lifecycle("resume", "Start a paused or scaled-to-zero endpoint again.", waits=True)
+_lifecycle("scale-to-zero", "Stop every replica; the next request wakes the endpoint.", waits=False)
+
+
+@endpoints_app.command("update")
+@exits_cleanly
+def update(
+    name: str,
+    model: Annotated[str | None, typer.Option(help="New model folder.")] = None,
+    revision: Annotated[str | None, typer.Option(help="New revision label.")] = None,
+    engine_arg: Annotated[
+        list[str] | None, typer.Option(help="Engine arguments (replace the old ones).")
+    ] = None,
+    min_replicas: Annotated[int | None, typer.Option(help="Fewest replicas.")] = None,
+    max_replicas: Annotated[int | None, typer.Option(help="Most replicas.")] = None,
+    env: KeyValues = None,
+    secret: KeyValues = None,
+    wait: Wait = True,
+    timeout: Timeout = 600,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Change an endpoint; a new model, revision, engine args, env or secrets roll out with no downtime."""
+    ep = Client(url, token, namespace).get_endpoint(name)
+    ep.update(
+        model=model,
+        revision=revision,
+        engine_args=engine_arg,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        env=_pairs(env, "--env"),
+        secrets=_pairs(secret, "--secret"),
+    )
+    if wait:
+        _wait(ep, timeout, as_json)
+    _show(ep, as_json)
+
+
+@endpoints_app.command("delete")
+@exits_cleanly
+def delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Delete an endpoint and stop its replicas."""
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print("[red]error:[/red] refusing to delete without --yes (no terminal to confirm on)")
+            raise typer.Exit(2)
+        typer.confirm(f"Delete endpoint {namespace}/{name}?", abort=True)
+    ep = Client(url, token, namespace).get_endpoint(name)
+    ep.delete()
+    if as_json:
+        print(json.dumps({"deleted": name, "namespace": namespace}))
+    else:
+        err.print(f"deleted {namespace}/{name}")
+
+
+@endpoints_app.command("hardware")
+@exits_cleanly
+def hardware(url: Url = envs.URL.default, token: Token = None, namespace: Namespace = "default",
+             as_json: AsJson = False) -> None:  # fmt: skip
+    """Hardware this installation can place replicas on."""
+    items = Client(url, token, namespace).list_hardware()
+    if as_json:
+        print(json.dumps({"items": items}))
+        return
+    table = Table("ACCELERATOR", "INSTANCE TYPE", "SIZE", "CPUS", "MEMORY GB", "ACCELERATORS")
+    for h in items:
+        table.add_row(h["accelerator"], h["instanceType"], h["instanceSize"], str(h["numCpus"]),
+                      str(h["memoryGb"]), str(h["numAccelerators"]))  # fmt: skip
+    out.print(table)

@@ -1,0 +1,75 @@
+"""`modelport up`: control plane + gateway + (by default) a demo endpoint, in one process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from modelport import envs
+
+
+def up(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the API and every endpoint URL.")] = 8000,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL of the store (default: SQLite in the data directory).",
+            envvar=envs.DATABASE_URL.name,
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Base URL clients reach this server at (default: http://HOST:PORT).")
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option(help="Create the offline demo endpoint `demo` if it does not exist.")
+    ] = True,
+    keep_replicas: Annotated[
+        bool, typer.Option(help="On exit leave replicas running; the next `up` re-adopts them.")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
+    ] = envs.LOG_LEVEL.default,
+) -> None:
+    """Run the control plane (v2 API), the gateway and the control loop; Ctrl-C stops all, replicas too."""
+    import uvicorn
+
+    from modelport.control.admin_token import ensure_admin_token
+    from modelport.control.app import ControlConfig, create_control_app
+    from modelport.models.demo import ensure_demo_model
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data = envs.data_dir()
+    token_path = envs.admin_token_path()
+    try:
+        token_hash, new_token = ensure_admin_token(token_path)
+    except PermissionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if new_token:
+        typer.echo(
+            f"Admin token (shown once; saved with owner-only permissions to {token_path}):\n  {new_token}",
+            err=True,
+        )
+    bootstrap = []
+    if demo:
+        model_dir = ensure_demo_model(data / "demo-models" / "tiny")
+        bootstrap.append({"name": "demo", "type": "protected", "model": {"repository": str(model_dir)}})
+    base = (public_url or f"http://{host}:{port}").rstrip("/")
+    config = ControlConfig(
+        database_url=database_url or envs.database_url(),
+        public_url=base,
+        admin_token_hash=token_hash,
+        replica_log_dir=data / "replicas",
+        keep_replicas_on_exit=keep_replicas,
+        bootstrap=bootstrap,
+    )
+    app = create_control_app(config)
+    typer.echo(f"modelport: control plane on {base} (API docs {base}/docs)", err=True)
+    if demo:
+        typer.echo(
+            f"modelport: demo endpoint {base}/endpoints/default/demo (OpenAI base_url: …/v1)", err=True
+        )
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)

@@ -1,0 +1,300 @@
+"""The control loop: observe replicas, plan, act through the runtime, write status, publish routes.
+
+One tick every `interval_s` (sooner when the API changes something). Each tick reads the
+store fresh, so a control plane restarted after a crash carries on from the stored replica
+handles: live replicas are re-adopted, dead ones restarted, half-stopped ones stopped. A
+replica is stopped by first withdrawing it from the routing table, then waiting for its
+in-flight requests to finish, then asking the runtime to stop it; only then is its record
+removed. Store calls run in a worker thread so the gateway sharing this event loop never
+waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from modelport.control.reconcile import (
+    STOPPING,
+    Action,
+    MarkFailed,
+    Promote,
+    RemoveEndpoint,
+    RestartReplica,
+    RollBack,
+    StartReplica,
+    StopReplica,
+    plan,
+    status_changes,
+)
+from modelport.gateway.routing import EndpointView, Route, RoutingTable
+from modelport.launchers.builtin import builtin_launch
+from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
+from modelport.spec.endpoint import EndpointState, EndpointType, Intent
+from modelport.store.records import EndpointRecord, ReplicaRecord
+from modelport.store.repository import NotFound, Store
+
+log = logging.getLogger("modelport.control")
+
+ERROR_LINES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+    interval_s: float = 0.5
+    drain_timeout_s: float = 60.0  # longest wait for in-flight requests before stopping a replica
+    stop_grace_s: float = 30.0  # SIGTERM → SIGKILL
+    start_timeout_s: float = 900.0  # a replica not healthy by then is stopped and counts as a failed start
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        table: RoutingTable,
+        now: Callable[[], datetime],
+        settings: LoopSettings = LoopSettings(),
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.table = table
+        self.now = now
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stops: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- driving -------------------------------------------------------------------------
+    def notify(self) -> None:
+        """Ask for a tick now; safe to call from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not stop reconciling; the next one retries
+                log.exception("control loop tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.interval_s)
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        endpoints, replicas = await asyncio.to_thread(self._load)
+        replicas = await self._observe(replicas)
+        for action in plan(endpoints, replicas, self.now()):
+            await self._execute(action, {e.id: e for e in endpoints}, {r.id: r for r in replicas})
+        endpoints, replicas = await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self._write_status, endpoints, replicas)
+        self._publish(endpoints, replicas)
+
+    async def shutdown(self, stop_replicas: bool) -> None:
+        """Finish stops in progress; with stop_replicas, stop every replica and forget it."""
+        if stop_replicas:
+            _, replicas = await asyncio.to_thread(self._load)
+            for replica in replicas:
+                self.table.withdraw(replica.id)
+                if replica.id not in self._stops:
+                    self._stops[replica.id] = asyncio.create_task(self._stop(replica))
+        if self._stops:
+            await asyncio.gather(*self._stops.values(), return_exceptions=True)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _load(self) -> tuple[list[EndpointRecord], list[ReplicaRecord]]:
+        return self.store.list_endpoints(), self.store.list_replicas()
+
+    async def _observe(self, replicas: list[ReplicaRecord]) -> list[ReplicaRecord]:
+        watched = [r for r in replicas if r.phase in (ReplicaPhase.STARTING, ReplicaPhase.READY) and r.handle]
+        observations = await asyncio.gather(
+            *(self.runtime.observe(ReplicaHandle.from_json(r.handle)) for r in watched)
+        )
+        updated = {r.id: r for r in replicas}
+        for replica, seen in zip(watched, observations, strict=True):
+            new = self._apply_observation(replica, seen)
+            if new != replica:
+                await asyncio.to_thread(self.store.put_replica, new)
+                updated[new.id] = new
+        for replica in replicas:  # stops that a previous control plane left half done
+            if replica.phase == STOPPING and replica.id not in self._stops:
+                self._stops[replica.id] = asyncio.create_task(self._stop(replica))
+        return list(updated.values())
+
+    def _apply_observation(self, replica: ReplicaRecord, seen: ReplicaObservation) -> ReplicaRecord:
+        now = self.now()
+        if seen.phase == ReplicaPhase.READY:
+            if replica.phase == ReplicaPhase.READY:
+                return replica
+            log.info("replica %s is ready", replica.id[:8])
+            return dataclasses.replace(
+                replica, phase=ReplicaPhase.READY.value, ready_at=replica.ready_at or now
+            )
+        if seen.phase == ReplicaPhase.EXITED:
+            code = f"exit code {seen.exit_code}" if seen.exit_code is not None else "process gone"
+            lines = "\n".join(seen.last_lines[-ERROR_LINES:])
+            log.warning("replica %s exited (%s)", replica.id[:8], code)
+            return dataclasses.replace(
+                replica, phase=ReplicaPhase.EXITED.value, exited_at=now, last_error=f"{code}\n{lines}".strip()
+            )
+        waited = (now - replica.started_at).total_seconds()
+        if replica.ready_at is None and waited > self.settings.start_timeout_s:
+            # counts as a failed start; the stop happens in the background
+            task = asyncio.create_task(self.runtime.stop(seen.handle, self.settings.stop_grace_s))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return dataclasses.replace(
+                replica,
+                phase=ReplicaPhase.EXITED.value,
+                exited_at=now,
+                last_error=f"not healthy after {waited:.0f} s; stopped",
+            )
+        return dataclasses.replace(replica, phase=ReplicaPhase.STARTING.value)
+
+    async def _execute(
+        self, action: Action, endpoints: dict[int, EndpointRecord], replicas: dict[str, ReplicaRecord]
+    ) -> None:
+        now = self.now()
+        match action:
+            case StartReplica(endpoint_id, generation):
+                await self._start(endpoints[endpoint_id], generation)
+            case RestartReplica(replica_id):
+                await self._restart(replicas[replica_id])
+            case StopReplica(replica_id):
+                await self._begin_stop(replicas[replica_id])
+            case MarkFailed(endpoint_id, message):
+                log.warning("endpoint %s failed: %s", endpoints[endpoint_id].name, message.splitlines()[0])
+                await asyncio.to_thread(
+                    self.store.update_endpoint,
+                    endpoint_id,
+                    now,
+                    state=EndpointState.FAILED.value,
+                    message=message,
+                )
+            case RollBack(endpoint_id, to_generation, message):
+                log.warning("endpoint %s: %s", endpoints[endpoint_id].name, message.splitlines()[0])
+                await asyncio.to_thread(
+                    self.store.update_endpoint,
+                    endpoint_id,
+                    now,
+                    generation=to_generation,
+                    update_error=message,
+                )
+            case Promote(endpoint_id, generation):
+                log.info("endpoint %s now serves generation %d", endpoints[endpoint_id].name, generation)
+                await asyncio.to_thread(
+                    self.store.update_endpoint,
+                    endpoint_id,
+                    now,
+                    good_generation=generation,
+                    update_error=None,
+                )
+            case RemoveEndpoint(endpoint_id):
+                await asyncio.to_thread(self.store.delete_endpoint, endpoint_id)
+
+    async def _launch(self, replica_id: str, endpoint_id: int, name: str, generation: int) -> ReplicaHandle:
+        revision = await asyncio.to_thread(self.store.get_revision, endpoint_id, generation)
+        return await self.runtime.start(builtin_launch(replica_id, name, revision))
+
+    async def _start(self, endpoint: EndpointRecord, generation: int) -> None:
+        replica_id = uuid.uuid4().hex
+        now = self.now()
+        record = ReplicaRecord(
+            id=replica_id,
+            endpoint_id=endpoint.id,
+            generation=generation,
+            runtime=self.runtime.name,
+            handle={},
+            phase=ReplicaPhase.STARTING.value,
+            restarts=0,
+            last_error=None,
+            started_at=now,
+            ready_at=None,
+            exited_at=None,
+        )
+        try:
+            handle = await self._launch(replica_id, endpoint.id, endpoint.name, generation)
+            record = dataclasses.replace(record, handle=handle.to_json())
+        except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
+            record = dataclasses.replace(
+                record, phase=ReplicaPhase.EXITED.value, exited_at=now, last_error=str(exc)
+            )
+        log.info("started replica %s of %s (generation %d)", replica_id[:8], endpoint.name, generation)
+        await asyncio.to_thread(self.store.put_replica, record)
+
+    async def _restart(self, replica: ReplicaRecord) -> None:
+        now = self.now()
+        endpoint = await asyncio.to_thread(self.store.get_endpoint_by_id, replica.endpoint_id)
+        restarted = dataclasses.replace(
+            replica, restarts=replica.restarts + 1, started_at=now, ready_at=None, exited_at=None
+        )
+        try:
+            handle = await self._launch(replica.id, endpoint.id, endpoint.name, replica.generation)
+            restarted = dataclasses.replace(
+                restarted, handle=handle.to_json(), phase=ReplicaPhase.STARTING.value
+            )
+        except Exception as exc:
+            restarted = dataclasses.replace(restarted, exited_at=now, last_error=str(exc))
+        log.info("restarted replica %s of %s (restart %d)", replica.id[:8], endpoint.name, restarted.restarts)
+        await asyncio.to_thread(self.store.put_replica, restarted)
+
+    async def _begin_stop(self, replica: ReplicaRecord) -> None:
+        self.table.withdraw(replica.id)
+        if replica.phase == ReplicaPhase.EXITED or not replica.handle:
+            await asyncio.to_thread(self.store.delete_replica, replica.id)
+            return
+        await asyncio.to_thread(self.store.put_replica, dataclasses.replace(replica, phase=STOPPING))
+        if replica.id not in self._stops:
+            self._stops[replica.id] = asyncio.create_task(self._stop(replica))
+
+    async def _stop(self, replica: ReplicaRecord) -> None:
+        try:
+            if not await self.table.drained(replica.id, self.settings.drain_timeout_s):
+                log.warning(
+                    "replica %s still busy after %.0f s; stopping it",
+                    replica.id[:8],
+                    self.settings.drain_timeout_s,
+                )
+            if replica.handle:
+                await self.runtime.stop(ReplicaHandle.from_json(replica.handle), self.settings.stop_grace_s)
+            await asyncio.to_thread(self.store.delete_replica, replica.id)
+            log.info("stopped replica %s", replica.id[:8])
+        except Exception:
+            log.exception("stopping replica %s failed; retrying on a later tick", replica.id[:8])
+        finally:
+            self._stops.pop(replica.id, None)
+            self.notify()
+
+    def _write_status(self, endpoints: Sequence[EndpointRecord], replicas: Sequence[ReplicaRecord]) -> None:
+        for endpoint in endpoints:
+            changes = status_changes(endpoint, [r for r in replicas if r.endpoint_id == endpoint.id])
+            if changes:
+                with contextlib.suppress(NotFound):  # deleted meanwhile
+                    self.store.update_endpoint(endpoint.id, self.now(), **changes)
+
+    def _publish(self, endpoints: Sequence[EndpointRecord], replicas: Sequence[ReplicaRecord]) -> None:
+        views: dict[tuple[str, str], EndpointView] = {}
+        for endpoint in endpoints:
+            ready = [r for r in replicas if r.endpoint_id == endpoint.id and r.phase == ReplicaPhase.READY]
+            current = [r for r in ready if r.generation == endpoint.generation]
+            serving = current or ready
+            views[(endpoint.namespace, endpoint.name)] = EndpointView(
+                namespace=endpoint.namespace,
+                name=endpoint.name,
+                type=EndpointType(endpoint.type),
+                intent=Intent(endpoint.intent),
+                state=EndpointState(endpoint.state),
+                message=endpoint.message,
+                routes=tuple(
+                    Route(r.id, self.runtime.address(ReplicaHandle.from_json(r.handle)), r.generation)
+                    for r in serving
+                ),
+            )
+        self.table.publish(views)

@@ -1,0 +1,208 @@
+"""The reconciler's brain: desired endpoints + observed replicas -> actions, and the status.
+
+Pure functions of store records and an injected `now`; the loop (control/loop.py) executes
+the actions through the runtime. Rules, per endpoint:
+- paused / scaled to zero / deleting: stop every replica; a deleting endpoint with none left
+  is removed.
+- failed: nothing runs until an update or resume clears it.
+- the current generation is kept at its target: exited replicas restart in place after an
+  exponential backoff; a replica that exits `MAX_LOAD_ATTEMPTS` times without ever becoming
+  ready fails the endpoint (first deploy) or rolls the update back (a good generation exists).
+- rollout: replicas of other generations keep serving until the current generation has its
+  target ready; then the new generation is promoted and the old replicas are drained and stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from modelport.runtime.base import ReplicaPhase
+from modelport.spec.endpoint import EndpointState, Intent
+from modelport.store.records import EndpointRecord, ReplicaRecord
+
+MAX_LOAD_ATTEMPTS = 3
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 30.0
+STOPPING = "stopping"  # a replica phase only the control plane sets: drained, then stopped
+
+
+@dataclass(frozen=True)
+class StartReplica:
+    endpoint_id: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class RestartReplica:
+    replica_id: str
+
+
+@dataclass(frozen=True)
+class StopReplica:
+    replica_id: str
+
+
+@dataclass(frozen=True)
+class MarkFailed:
+    endpoint_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class RollBack:
+    endpoint_id: int
+    to_generation: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Promote:
+    endpoint_id: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class RemoveEndpoint:
+    endpoint_id: int
+
+
+Action = StartReplica | RestartReplica | StopReplica | MarkFailed | RollBack | Promote | RemoveEndpoint
+
+
+def target_replicas(endpoint: EndpointRecord) -> int:
+    """Replicas the endpoint should have now (the autoscaler will move this within min..max)."""
+    if endpoint.intent != Intent.ACTIVE or endpoint.state == EndpointState.FAILED:
+        return 0
+    return max(endpoint.min_replica, 1)
+
+
+def backoff_s(restarts: int) -> float:
+    return float(min(BACKOFF_BASE_S * 2**restarts, BACKOFF_MAX_S))
+
+
+def plan(
+    endpoints: Sequence[EndpointRecord], replicas: Sequence[ReplicaRecord], now: datetime
+) -> list[Action]:
+    by_endpoint: dict[int, list[ReplicaRecord]] = {}
+    for replica in replicas:
+        by_endpoint.setdefault(replica.endpoint_id, []).append(replica)
+    actions: list[Action] = []
+    for endpoint in endpoints:
+        actions += _plan_endpoint(endpoint, by_endpoint.get(endpoint.id, []), now)
+    return actions
+
+
+def _plan_endpoint(endpoint: EndpointRecord, replicas: list[ReplicaRecord], now: datetime) -> list[Action]:
+    live = [r for r in replicas if r.phase != STOPPING]
+    target = target_replicas(endpoint)
+    if target == 0:
+        if endpoint.intent == Intent.DELETING and not replicas:
+            return [RemoveEndpoint(endpoint.id)]
+        return [StopReplica(r.id) for r in live]
+
+    current = [r for r in live if r.generation == endpoint.generation]
+    others = [r for r in live if r.generation != endpoint.generation]
+    actions: list[Action] = []
+
+    for replica in current:
+        if replica.phase != ReplicaPhase.EXITED:
+            continue
+        if replica.ready_at is None and replica.restarts + 1 >= MAX_LOAD_ATTEMPTS:
+            return _give_up(endpoint, others, replica)
+        assert replica.exited_at is not None
+        if now >= replica.exited_at + timedelta(seconds=backoff_s(replica.restarts)):
+            actions.append(RestartReplica(replica.id))
+
+    if len(current) < target:
+        actions += [StartReplica(endpoint.id, endpoint.generation)] * (target - len(current))
+    elif len(current) > target:
+        # drop the least useful first: exited, then starting, then the newest ready
+        order = {ReplicaPhase.EXITED: 0, ReplicaPhase.STARTING: 1, ReplicaPhase.READY: 2}
+        surplus = sorted(
+            current, key=lambda r: (order.get(ReplicaPhase(r.phase), 0), -r.started_at.timestamp())
+        )
+        actions += [StopReplica(r.id) for r in surplus[: len(current) - target]]
+
+    ready = sum(1 for r in current if r.phase == ReplicaPhase.READY)
+    if ready >= target:
+        if endpoint.good_generation != endpoint.generation:
+            actions.append(Promote(endpoint.id, endpoint.generation))
+        actions += [StopReplica(r.id) for r in others]
+    else:
+        # old replicas serve until the new ones are ready; a dead one is not brought back
+        actions += [StopReplica(r.id) for r in others if r.phase == ReplicaPhase.EXITED]
+    return actions
+
+
+def _give_up(endpoint: EndpointRecord, others: list[ReplicaRecord], replica: ReplicaRecord) -> list[Action]:
+    reason = f"replica failed to start {MAX_LOAD_ATTEMPTS} times: {replica.last_error or 'no output'}"
+    rollback_possible = endpoint.good_generation not in (0, endpoint.generation) and any(
+        r.phase == ReplicaPhase.READY for r in others
+    )
+    if rollback_possible:
+        return [RollBack(endpoint.id, endpoint.good_generation, f"update rolled back: {reason}")]
+    return [MarkFailed(endpoint.id, reason)]
+
+
+@dataclass(frozen=True)
+class Status:
+    state: EndpointState
+    message: str
+    ready: int
+    target: int
+
+
+def derive_status(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -> Status:
+    """status.{state, message, readyReplica, targetReplica} from the facts, nothing remembered."""
+    live = [r for r in replicas if r.phase != STOPPING]
+    ready = sum(1 for r in live if r.phase == ReplicaPhase.READY)
+    target = target_replicas(endpoint)
+    if endpoint.intent == Intent.PAUSED:
+        return Status(EndpointState.PAUSED, "paused by the user; resume to serve again", ready, 0)
+    if endpoint.intent == Intent.SCALED_TO_ZERO:
+        return Status(EndpointState.SCALED_TO_ZERO, "scaled to zero; a request wakes it up", ready, 0)
+    if endpoint.intent == Intent.DELETING:
+        return Status(EndpointState(endpoint.state), "deleting", ready, 0)
+    if endpoint.state == EndpointState.FAILED:
+        return Status(EndpointState.FAILED, endpoint.message, ready, 0)
+    current = [r for r in live if r.generation == endpoint.generation]
+    ready_current = sum(1 for r in current if r.phase == ReplicaPhase.READY)
+    notes = [_replica_note(r) for r in current if r.restarts or r.phase == ReplicaPhase.EXITED]
+    message = "; ".join(note for note in notes if note)
+    if endpoint.good_generation not in (0, endpoint.generation):
+        progress = (
+            f"rolling out generation {endpoint.generation}: {ready_current}/{target} new replicas ready"
+        )
+        return Status(EndpointState.UPDATING, _join(progress, message), ready, target)
+    if endpoint.update_error:
+        return Status(EndpointState.UPDATE_FAILED, endpoint.update_error, ready, target)
+    if ready_current:
+        return Status(EndpointState.RUNNING, message, ready, target)
+    if current:
+        return Status(EndpointState.INITIALIZING, _join("starting replicas", message), ready, target)
+    return Status(EndpointState.PENDING, "waiting for a replica to be placed", ready, target)
+
+
+def status_changes(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -> dict[str, object]:
+    """The store update that brings the endpoint's status in line with the facts ({} if none)."""
+    status = derive_status(endpoint, replicas)
+    fresh = {
+        "state": status.state.value,
+        "message": status.message,
+        "ready_replicas": status.ready,
+        "target_replicas": status.target,
+    }
+    return {k: v for k, v in fresh.items() if getattr(endpoint, k) != v}
+
+
+def _replica_note(replica: ReplicaRecord) -> str:
+    last = (replica.last_error or "").strip().splitlines()[-1:] or [""]
+    if replica.phase == ReplicaPhase.EXITED:
+        return f"replica {replica.id[:8]} exited ({last[0]}); restarting (restart {replica.restarts + 1})"
+    return f"replica {replica.id[:8]} restarted {replica.restarts}x; last exit: {last[0]}"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)

@@ -1,0 +1,189 @@
+"""Endpoint operations behind the v2 API: validate, write desired state, wake the reconciler.
+
+Nothing here starts or stops a process: it records what the user asked (the spec, a new
+model generation, the intent) and the control loop makes it so. Methods are synchronous
+(store calls); the API runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelport.control.reconcile import status_changes
+from modelport.control.resources import (
+    fields_from_spec,
+    render_endpoint,
+    revision_from_spec,
+    spec_from_records,
+)
+from modelport.spec.endpoint import EndpointSpec, EndpointState, Intent, merge_update
+from modelport.store.records import EndpointRecord
+from modelport.store.repository import AlreadyExists, NotFound, Store
+
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass
+class ControlError(Exception):
+    status: int
+    error_type: str
+    message: str
+    field: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.message, "error_type": self.error_type}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+def validation_error(exc: ValidationError) -> ControlError:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {msg}" if where else msg)
+    first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
+    return ControlError(422, "validation", "; ".join(problems), first or None)
+
+
+def parse_spec(body: Any, *, check_paths: bool) -> EndpointSpec:
+    if not isinstance(body, dict):
+        raise ControlError(422, "validation", "the request body must be a JSON object")
+    try:
+        return EndpointSpec.model_validate(body, context={"check_paths": check_paths})
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+class EndpointService:
+    def __init__(
+        self,
+        store: Store,
+        endpoint_url: Callable[[str, str], str],
+        notify: Callable[[], None],
+        now: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.endpoint_url = endpoint_url
+        self.notify = notify  # wakes the control loop (thread-safe)
+        self.now = now
+
+    # -- reads ---------------------------------------------------------------------------
+    def render(self, endpoint: EndpointRecord) -> dict[str, Any]:
+        revision = self.store.get_revision(endpoint.id, endpoint.generation)
+        replicas = self.store.list_replicas(endpoint.id)
+        return render_endpoint(
+            endpoint, revision, replicas, self.endpoint_url(endpoint.namespace, endpoint.name)
+        )
+
+    def find(self, namespace: str, name: str) -> EndpointRecord:
+        _check_namespace(namespace)
+        try:
+            endpoint = self.store.get_endpoint(namespace, name)
+        except NotFound:
+            raise ControlError(
+                404, "not_found", f"no endpoint named {name!r} in namespace {namespace!r}"
+            ) from None
+        if endpoint.intent == Intent.DELETING:
+            raise ControlError(404, "not_found", f"endpoint {namespace}/{name} is being deleted")
+        return endpoint
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.render(self.find(namespace, name))
+
+    def list(self, namespace: str) -> dict[str, Any]:
+        _check_namespace(namespace)
+        items = [self.render(e) for e in self.store.list_endpoints(namespace) if e.intent != Intent.DELETING]
+        return {"items": items}
+
+    # -- writes --------------------------------------------------------------------------
+    def create(self, namespace: str, body: Any) -> dict[str, Any]:
+        _check_namespace(namespace)
+        spec = parse_spec(body, check_paths=True)
+        try:
+            endpoint = self.store.create_endpoint(
+                fields_from_spec(namespace, spec), revision_from_spec(spec), self.now()
+            )
+        except AlreadyExists:
+            raise ControlError(
+                409, "conflict", f"an endpoint named {spec.name!r} already exists in {namespace!r}", "name"
+            ) from None
+        return self._settle(endpoint)
+
+    def update(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+        endpoint = self.find(namespace, name)
+        if not isinstance(patch, dict):
+            raise ControlError(422, "validation", "the request body must be a JSON object")
+        if patch.get("name", name) != name:
+            raise ControlError(422, "validation", "an endpoint cannot be renamed", "name")
+        revision = self.store.get_revision(endpoint.id, endpoint.generation)
+        current = spec_from_records(endpoint, revision).to_wire(redact_secrets=False)
+        new_repository = isinstance(patch.get("model"), dict) and "repository" in patch["model"]
+        spec = parse_spec(merge_update(current, patch), check_paths=new_repository)
+        now = self.now()
+        fields = dataclasses.asdict(fields_from_spec(namespace, spec, Intent(endpoint.intent)))
+        changes = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}
+        new_revision = revision_from_spec(spec)
+        if changes or new_revision != revision:
+            # an update is a fresh attempt: clear a failure and the last update's error
+            changes.update(update_error=None)
+            if endpoint.state == EndpointState.FAILED:
+                changes.update(state=EndpointState.PENDING.value, message="")
+            endpoint = self.store.update_endpoint(endpoint.id, now, **changes)
+        if new_revision != revision:
+            endpoint = self.store.add_revision(endpoint.id, new_revision, now)
+        return self._settle(endpoint)
+
+    def pause(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._set_intent(self.find(namespace, name), Intent.PAUSED)
+
+    def scale_to_zero(self, namespace: str, name: str) -> dict[str, Any]:
+        endpoint = self.find(namespace, name)
+        if endpoint.intent == Intent.PAUSED:
+            raise ControlError(400, "bad_request", f"endpoint {namespace}/{name} is paused: resume it first")
+        return self._set_intent(endpoint, Intent.SCALED_TO_ZERO)
+
+    def resume(self, namespace: str, name: str) -> dict[str, Any]:
+        endpoint = self.find(namespace, name)
+        if endpoint.intent == Intent.ACTIVE and endpoint.state != EndpointState.FAILED:
+            raise ControlError(400, "bad_request", f"endpoint {namespace}/{name} is already running")
+        return self._set_intent(endpoint, Intent.ACTIVE)
+
+    def wake(self, namespace: str, name: str) -> None:
+        """A request reached a scaled-to-zero endpoint: bring it back (no-op otherwise)."""
+        endpoint = self.store.get_endpoint(namespace, name)
+        if endpoint.intent == Intent.SCALED_TO_ZERO:
+            self._set_intent(endpoint, Intent.ACTIVE)
+
+    def delete(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._set_intent(self.find(namespace, name), Intent.DELETING)
+
+    def _set_intent(self, endpoint: EndpointRecord, intent: Intent) -> dict[str, Any]:
+        changes: dict[str, Any] = {"intent": intent.value}
+        if intent == Intent.ACTIVE:
+            changes.update(update_error=None)
+            if endpoint.state == EndpointState.FAILED:
+                changes.update(state=EndpointState.PENDING.value, message="")
+        return self._settle(self.store.update_endpoint(endpoint.id, self.now(), **changes))
+
+    def _settle(self, endpoint: EndpointRecord) -> dict[str, Any]:
+        """Write the status the change implies now (a PUT answers "updating", a pause "paused"),
+        then let the loop act on it."""
+        changes = status_changes(endpoint, self.store.list_replicas(endpoint.id))
+        if changes:
+            endpoint = self.store.update_endpoint(endpoint.id, self.now(), **changes)
+        self.notify()
+        return self.render(endpoint)
+
+
+def _check_namespace(namespace: str) -> None:
+    if not NAMESPACE_PATTERN.match(namespace):
+        raise ControlError(422, "validation", f"invalid namespace {namespace!r}", "namespace")

@@ -1,0 +1,177 @@
+"""The endpoint URL: an authenticated reverse proxy from `/endpoints/{ns}/{name}/...` to a replica.
+
+Order per request: find the endpoint in the routing table → check the token (unless the
+endpoint is public) → answer for an endpoint that cannot serve (paused, scaled to zero,
+failed, starting) → pick the least busy ready replica → forward and stream the answer back.
+A replica that refuses the connection or drops it before answering is skipped and the
+request goes to the next one (nothing has reached the client yet, and generation requests
+have no side effects), so a replica stopping during a rollout costs no request. The client's
+token is never forwarded to replicas. Errors are in the dialect of the route the client
+called (OpenAI under /v1, TGI/TEI elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from modelport.control.admin_token import bearer_matches
+from modelport.gateway.routing import EndpointView, RoutingTable
+from modelport.protocol.errors import APIError, Dialect, dialect_for_path, render, tgi_status
+from modelport.spec.endpoint import EndpointState, Intent
+
+log = logging.getLogger("modelport.gateway")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "authorization",
+    }
+)
+RETRY_AFTER_S = 5
+
+WakeUp = Callable[[str, str], Awaitable[None]]
+
+
+class Gateway:
+    def __init__(
+        self, table: RoutingTable, admin_token_hash: bytes, client: httpx.AsyncClient, wake_up: WakeUp
+    ) -> None:
+        self.table = table
+        self.admin_token_hash = admin_token_hash
+        self.client = client
+        self.wake_up = wake_up
+
+    async def handle(self, request: Request) -> Response:
+        namespace = request.path_params["namespace"]
+        name = request.path_params["name"]
+        path = "/" + request.path_params.get("path", "")
+        dialect = dialect_for_path(path)
+        try:
+            view = self._servable(namespace, name, request.headers.get("authorization"))
+            if not view.routes:
+                await self._not_ready(view)
+            body = await request.body()
+            return await self._forward(view, request, path, body)
+        except APIError as err:
+            return _error_response(err, dialect)
+
+    def _servable(self, namespace: str, name: str, authorization: str | None) -> EndpointView:
+        view = self.table.get(namespace, name)
+        if view is None or view.intent == Intent.DELETING:
+            raise APIError(404, f"no endpoint {namespace}/{name}", code="endpoint_not_found")
+        if view.type.needs_token and not bearer_matches(authorization, self.admin_token_hash):
+            raise APIError(401, "missing or invalid token: send Authorization: Bearer <token>")
+        return view
+
+    async def _not_ready(self, view: EndpointView) -> None:
+        ref = f"{view.namespace}/{view.name}"
+        if view.intent == Intent.PAUSED:
+            raise APIError(
+                503,
+                f"endpoint {ref} is paused: resume it (modelport endpoints resume {view.name}) to serve",
+                code="endpoint_paused",
+                error_type="paused",
+            )
+        if view.intent == Intent.SCALED_TO_ZERO:
+            await self.wake_up(view.namespace, view.name)
+            raise APIError(
+                503,
+                f"endpoint {ref} is scaled to zero and is starting up: retry in a few seconds",
+                code="scaled_to_zero",
+                error_type="scaled_to_zero",
+            )
+        if view.state == EndpointState.FAILED:
+            raise APIError(503, f"endpoint {ref} failed: {view.message}", code="endpoint_failed")
+        raise APIError(
+            503,
+            f"endpoint {ref} has no ready replica yet ({view.state}): retry in a few seconds",
+            code="no_ready_replica",
+        )
+
+    async def _forward(self, view: EndpointView, request: Request, path: str, body: bytes) -> Response:
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        if request.client:
+            headers.append(("x-forwarded-for", request.client.host))
+        tried: set[str] = set()
+        while (route := self.table.pick(view, frozenset(tried))) is not None:
+            tried.add(route.replica_id)
+            upstream = self.client.build_request(
+                request.method,
+                route.address + path,
+                params=request.url.query,
+                content=body,
+                headers=headers,
+            )
+            release = self.table.acquire(route.replica_id)
+            try:
+                response = await self.client.send(upstream, stream=True)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ConnectTimeout) as exc:
+                release()
+                log.warning(
+                    "replica %s of %s/%s did not answer (%s); trying another",
+                    route.replica_id[:8],
+                    view.namespace,
+                    view.name,
+                    type(exc).__name__,
+                )
+                continue
+            except BaseException:
+                release()
+                raise
+            return RelayedResponse(response, release)
+        raise APIError(
+            503,
+            f"no replica of {view.namespace}/{view.name} answered: retry in a few seconds",
+            code="no_ready_replica",
+        )
+
+
+class RelayedResponse(StreamingResponse):
+    """Streams a replica's answer to the client; always closes the upstream response and ends
+    the in-flight count, whether the body finished, the client went away or it never started."""
+
+    def __init__(self, upstream: httpx.Response, release: Callable[[], None]) -> None:
+        # content-length is kept: the raw (still encoded) bytes are relayed as they are
+        headers = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP - {"content-length"}
+        }
+        super().__init__(upstream.aiter_raw(), status_code=upstream.status_code, headers=headers)
+        self.upstream = upstream
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # shielded: after a disconnect this runs in a cancelled scope, and closing the upstream
+            # connection is what tells the engine to abort the request
+            with anyio.CancelScope(shield=True):
+                await self.upstream.aclose()
+            self.release()
+
+
+def _error_response(err: APIError, dialect: Dialect) -> Response:
+    status = err.status if dialect is Dialect.OPENAI else tgi_status(err)
+    headers: dict[str, str] = {}
+    if err.status == 503:
+        retryable = err.code not in ("endpoint_paused", "endpoint_failed")
+        headers["x-should-retry"] = "true" if retryable else "false"
+        if retryable:
+            headers["retry-after"] = str(RETRY_AFTER_S)
+    return JSONResponse(render(err, dialect), status_code=status, headers=headers)

@@ -1,0 +1,34 @@
+"""How a replica of modelport's builtin engine is launched: `modelport serve` on a runtime port."""
+
+from __future__ import annotations
+
+import sys
+
+from modelport.runtime.base import LaunchSpec
+from modelport.store.records import ModelRevision
+
+HEALTH_PATH = "/health"
+
+
+def builtin_launch(replica_id: str, served_name: str, revision: ModelRevision) -> LaunchSpec:
+    command = [
+        sys.executable,
+        "-m",
+        "modelport.cli.main",
+        "serve",
+        revision.repository,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--served-model-name",
+        served_name,
+        *revision.args,
+    ]
+    # secrets reach the engine as environment variables, as on the managed service
+    return LaunchSpec(
+        replica_id=replica_id,
+        command=command,
+        env={**revision.env, **revision.secrets},
+        health_path=HEALTH_PATH,
+    )

@@ -1,0 +1,17 @@
+"""Python SDK for the modelport control plane."""
+
+from modelport.sdk.client import AsyncClient, AsyncEndpoint, Client, Endpoint
+from modelport.sdk.errors import APIError, ConnectError, EndpointFailed, ModelportError, NotFound, WaitTimeout
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AsyncEndpoint",
+    "Client",
+    "ConnectError",
+    "Endpoint",
+    "EndpointFailed",
+    "ModelportError",
+    "NotFound",
+    "WaitTimeout",
+]

@@ -1,0 +1,239 @@
+"""The control plane's store: endpoints, model revisions and replicas on SQLAlchemy Core.
+
+SQLite (one file in the data directory, owner-only, WAL) by default, PostgreSQL by URL.
+Every method is one short transaction; nothing keeps a session open, so the API's worker
+threads and the control loop can share one `Store`. `Store.open` brings the schema to the
+newest Alembic migration first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping, make_url
+from sqlalchemy.exc import IntegrityError
+
+from modelport.store import tables
+from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(EndpointRecord)}
+_IMMUTABLE = {"id", "namespace", "name", "created_at"}
+
+
+class StoreError(Exception):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite keeps no timezone: every stored time is UTC, so put it back on read
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def migrate(engine: Engine) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database or "")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # it holds endpoint secrets
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- endpoints ---------------------------------------------------------------------------
+    def create_endpoint(
+        self, fields: EndpointFields, revision: ModelRevision, now: datetime
+    ) -> EndpointRecord:
+        row = {
+            **dataclasses.asdict(fields),
+            "generation": 1,
+            "good_generation": 0,
+            "state": "pending",
+            "message": "",
+            "ready_replicas": 0,
+            "target_replicas": 0,
+            "update_error": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self.engine.begin() as conn:
+                key = conn.execute(insert(tables.endpoints).values(row)).inserted_primary_key
+                assert key is not None
+                endpoint_id = int(key[0])
+                _insert_revision(conn, endpoint_id, 1, revision, now)
+        except IntegrityError:
+            raise AlreadyExists(f"{fields.namespace}/{fields.name}") from None
+        return self.get_endpoint_by_id(endpoint_id)
+
+    def get_endpoint(self, namespace: str, name: str) -> EndpointRecord:
+        query = select(tables.endpoints).where(
+            tables.endpoints.c.namespace == namespace, tables.endpoints.c.name == name
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"{namespace}/{name}")
+        return _endpoint(row)
+
+    def get_endpoint_by_id(self, endpoint_id: int) -> EndpointRecord:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(tables.endpoints).where(tables.endpoints.c.id == endpoint_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"endpoint {endpoint_id}")
+        return _endpoint(row)
+
+    def list_endpoints(self, namespace: str | None = None) -> list[EndpointRecord]:
+        query = select(tables.endpoints).order_by(tables.endpoints.c.namespace, tables.endpoints.c.name)
+        if namespace is not None:
+            query = query.where(tables.endpoints.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [_endpoint(row) for row in conn.execute(query).mappings()]
+
+    def update_endpoint(self, endpoint_id: int, now: datetime, **changes: Any) -> EndpointRecord:
+        unknown = set(changes) - (_ENDPOINT_FIELDS - _IMMUTABLE)
+        if unknown:
+            raise ValueError(f"cannot update endpoint fields {sorted(unknown)}")
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(tables.endpoints)
+                .where(tables.endpoints.c.id == endpoint_id)
+                .values(**changes, updated_at=now)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"endpoint {endpoint_id}")
+        return self.get_endpoint_by_id(endpoint_id)
+
+    def add_revision(self, endpoint_id: int, revision: ModelRevision, now: datetime) -> EndpointRecord:
+        """Make `revision` the desired one under a new generation number (never reused, even
+        after a rollback moved `generation` back)."""
+        with self.engine.begin() as conn:
+            latest = conn.execute(
+                select(func.max(tables.model_revisions.c.generation)).where(
+                    tables.model_revisions.c.endpoint_id == endpoint_id
+                )
+            ).scalar()
+            if latest is None:
+                raise NotFound(f"endpoint {endpoint_id}")
+            generation = int(latest) + 1
+            _insert_revision(conn, endpoint_id, generation, revision, now)
+            conn.execute(
+                update(tables.endpoints)
+                .where(tables.endpoints.c.id == endpoint_id)
+                .values(generation=generation, updated_at=now)
+            )
+        return self.get_endpoint_by_id(endpoint_id)
+
+    def get_revision(self, endpoint_id: int, generation: int) -> ModelRevision:
+        query = select(tables.model_revisions).where(
+            tables.model_revisions.c.endpoint_id == endpoint_id,
+            tables.model_revisions.c.generation == generation,
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"endpoint {endpoint_id} generation {generation}")
+        names = {f.name for f in dataclasses.fields(ModelRevision)}
+        return ModelRevision(**{k: v for k, v in row.items() if k in names})
+
+    def delete_endpoint(self, endpoint_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(tables.replicas).where(tables.replicas.c.endpoint_id == endpoint_id))
+            conn.execute(
+                delete(tables.model_revisions).where(tables.model_revisions.c.endpoint_id == endpoint_id)
+            )
+            conn.execute(delete(tables.endpoints).where(tables.endpoints.c.id == endpoint_id))
+
+    # -- replicas ----------------------------------------------------------------------------
+    def put_replica(self, replica: ReplicaRecord) -> None:
+        row = dataclasses.asdict(replica)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(tables.replicas).where(tables.replicas.c.id == replica.id).values(row)
+            ).rowcount
+            if not done:
+                conn.execute(insert(tables.replicas).values(row))
+
+    def list_replicas(self, endpoint_id: int | None = None) -> list[ReplicaRecord]:
+        query = select(tables.replicas).order_by(tables.replicas.c.started_at, tables.replicas.c.id)
+        if endpoint_id is not None:
+            query = query.where(tables.replicas.c.endpoint_id == endpoint_id)
+        with self.engine.connect() as conn:
+            return [_replica(row) for row in conn.execute(query).mappings()]
+
+    def delete_replica(self, replica_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(tables.replicas).where(tables.replicas.c.id == replica_id))
+
+
+def _insert_revision(
+    conn: Connection, endpoint_id: int, generation: int, revision: ModelRevision, now: datetime
+) -> None:
+    conn.execute(
+        insert(tables.model_revisions).values(
+            endpoint_id=endpoint_id, generation=generation, created_at=now, **dataclasses.asdict(revision)
+        )
+    )
+
+
+def _endpoint(row: RowMapping) -> EndpointRecord:
+    data = dict(row)
+    data["created_at"] = _utc(data["created_at"])
+    data["updated_at"] = _utc(data["updated_at"])
+    return EndpointRecord(**data)
+
+
+def _replica(row: RowMapping) -> ReplicaRecord:
+    data = dict(row)
+    for key in ("started_at", "ready_at", "exited_at"):
+        data[key] = _utc(data[key])
+    return ReplicaRecord(**data)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,132 @@
+"""The store on real SQLite and real PostgreSQL: round trips, uniqueness, migrations, time zones."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import make_url
+
+from modelport.store.records import EndpointFields, ModelRevision, ReplicaRecord
+from modelport.store.repository import AlreadyExists, NotFound, Store
+from modelport.store.tables import metadata
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def fields(name: str = "chat") -> EndpointFields:
+    return EndpointFields(
+        namespace="default", name=name, type="protected", accelerator="cpu", instance_type="local",
+        instance_size="x1", min_replica=1, max_replica=3, scale_to_zero_timeout=15,
+        scaling_measure={"pendingRequests": 4.0}, vendor="local", region="eu", tags=["dev"], intent="active",
+    )  # fmt: skip
+
+
+REVISION = ModelRevision(
+    repository="/models/chat", revision="abc", task="text-generation", framework="pytorch",
+    image_kind="huggingface", image_config={}, env={"A": "1"}, secrets={"TOKEN": "s"},
+    args=["--max-num-seqs", "8"],
+)  # fmt: skip
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return Store.open(store_url)
+
+
+def test_endpoint_round_trip(store: Store) -> None:
+    created = store.create_endpoint(fields(), REVISION, NOW)
+    assert (created.generation, created.good_generation, created.state) == (1, 0, "pending")
+    got = store.get_endpoint("default", "chat")
+    assert got == created == store.get_endpoint_by_id(created.id)
+    assert got.tags == ["dev"] and got.scaling_measure == {"pendingRequests": 4.0}
+    assert got.created_at == NOW and got.created_at.tzinfo is not None
+    assert store.get_revision(created.id, 1) == REVISION
+    assert [e.name for e in store.list_endpoints("default")] == ["chat"]
+    assert store.list_endpoints("other") == []
+
+
+def test_names_are_unique_per_namespace_even_under_concurrency(store: Store) -> None:
+    store.create_endpoint(fields("a"), REVISION, NOW)
+    with pytest.raises(AlreadyExists):
+        store.create_endpoint(fields("a"), REVISION, NOW)
+    store.create_endpoint(dataclasses.replace(fields("a"), namespace="team"), REVISION, NOW)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        try:
+            store.create_endpoint(fields("race"), REVISION, NOW)
+            outcomes.append("created")
+        except AlreadyExists:
+            outcomes.append("exists")
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] + ["exists"] * 5
+
+
+def test_updates_and_revisions(store: Store) -> None:
+    ep = store.create_endpoint(fields(), REVISION, NOW)
+    later = NOW + timedelta(minutes=1)
+    updated = store.update_endpoint(ep.id, later, state="running", ready_replicas=1, intent="paused")
+    assert (updated.state, updated.ready_replicas, updated.intent, updated.updated_at) == (
+        "running", 1, "paused", later,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="nonsense"):
+        store.update_endpoint(ep.id, later, nonsense=1)
+    with pytest.raises(NotFound):
+        store.update_endpoint(ep.id + 100, later, state="running")
+    second = dataclasses.replace(REVISION, revision="def")
+    assert store.add_revision(ep.id, second, later).generation == 2
+    store.update_endpoint(ep.id, later, generation=1)  # a rollback moves the pointer back ...
+    assert store.add_revision(ep.id, second, later).generation == 3  # ... numbers are never reused
+    assert store.get_revision(ep.id, 2) == second
+    with pytest.raises(NotFound):
+        store.get_revision(ep.id, 9)
+
+
+def test_replicas_and_delete(store: Store) -> None:
+    ep = store.create_endpoint(fields(), REVISION, NOW)
+    replica = ReplicaRecord(
+        id="r1", endpoint_id=ep.id, generation=1, runtime="local", handle={"pid": 12, "port": 3},
+        phase="starting", restarts=0, last_error=None, started_at=NOW, ready_at=None, exited_at=None,
+    )  # fmt: skip
+    store.put_replica(replica)
+    ready = dataclasses.replace(replica, phase="ready", ready_at=NOW + timedelta(seconds=5))
+    store.put_replica(ready)
+    assert store.list_replicas(ep.id) == [ready] == store.list_replicas()
+    store.delete_replica("r1")
+    store.delete_replica("r1")  # idempotent
+    store.put_replica(replica)
+    store.delete_endpoint(ep.id)
+    assert store.list_replicas() == [] and store.list_endpoints() == []
+    with pytest.raises(NotFound):
+        store.get_revision(ep.id, 1)
+
+
+def test_reopening_keeps_data_and_migrations_are_idempotent(store_url: str) -> None:
+    first = Store.open(store_url)
+    first.create_endpoint(fields(), REVISION, NOW)
+    first.close()
+    again = Store.open(store_url)
+    assert [e.name for e in again.list_endpoints()] == ["chat"]
+    with again.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []  # schema == tables.py
+    again.close()
+
+
+def test_sqlite_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "store.db"
+    Store.open(f"sqlite:///{path}").close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert make_url(f"sqlite:///{path}").database == str(path)

@@ -1,0 +1,155 @@
+"""The reconciler's plan and status, as pure functions of records and a fixed clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from modelport.control.reconcile import (
+    MAX_LOAD_ATTEMPTS,
+    STOPPING,
+    MarkFailed,
+    Promote,
+    RemoveEndpoint,
+    RestartReplica,
+    RollBack,
+    StartReplica,
+    StopReplica,
+    backoff_s,
+    derive_status,
+    plan,
+)
+from modelport.spec.endpoint import EndpointState
+from modelport.store.records import EndpointRecord, ReplicaRecord
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def endpoint(**changes: object) -> EndpointRecord:
+    base = EndpointRecord(
+        id=1, namespace="default", name="chat", type="protected", accelerator="cpu", instance_type="local",
+        instance_size="x1", min_replica=1, max_replica=1, scale_to_zero_timeout=None, scaling_measure=None,
+        vendor="local", region="local", tags=[], intent="active", generation=1, good_generation=1,
+        state="running", message="", ready_replicas=0, target_replicas=0, update_error=None,
+        created_at=NOW, updated_at=NOW,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def replica(rid: str, **changes: object) -> ReplicaRecord:
+    base = ReplicaRecord(
+        id=rid, endpoint_id=1, generation=1, runtime="local", handle={"pid": 1}, phase="ready",
+        restarts=0, last_error=None, started_at=NOW - timedelta(minutes=5),
+        ready_at=NOW - timedelta(minutes=4), exited_at=None,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_new_endpoint_starts_min_replicas() -> None:
+    ep = endpoint(min_replica=2, max_replica=3, good_generation=0, state="pending")
+    assert plan([ep], [], NOW) == [StartReplica(1, 1), StartReplica(1, 1)]
+
+
+def test_min_zero_still_runs_one_replica_while_active() -> None:
+    assert plan([endpoint(min_replica=0)], [], NOW) == [StartReplica(1, 1)]
+
+
+def test_steady_state_plans_nothing() -> None:
+    assert plan([endpoint()], [replica("a")], NOW) == []
+
+
+def test_crashed_replica_restarts_after_backoff() -> None:
+    crashed = replica("a", phase="exited", restarts=1, exited_at=NOW - timedelta(seconds=1))
+    assert plan([endpoint()], [crashed], NOW) == []  # backoff for restart 1 is 2 s
+    later = NOW + timedelta(seconds=backoff_s(1))
+    assert plan([endpoint()], [crashed], later) == [RestartReplica("a")]
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert [backoff_s(n) for n in range(3)] == [1.0, 2.0, 4.0]
+    assert backoff_s(50) == 30.0
+
+
+def test_repeated_load_failure_fails_a_first_deploy() -> None:
+    ep = endpoint(good_generation=0, state="initializing")
+    failing = replica(
+        "a", phase="exited", ready_at=None, restarts=MAX_LOAD_ATTEMPTS - 1, exited_at=NOW, last_error="boom"
+    )
+    [action] = plan([ep], [failing], NOW)
+    assert isinstance(action, MarkFailed) and "boom" in action.message
+
+
+def test_a_replica_that_once_served_keeps_being_restarted() -> None:
+    crashed = replica("a", phase="exited", restarts=5, exited_at=NOW - timedelta(minutes=1))
+    assert plan([endpoint()], [crashed], NOW) == [RestartReplica("a")]
+
+
+def test_failed_endpoint_stops_everything_and_starts_nothing() -> None:
+    ep = endpoint(state="failed", message="boom")
+    assert plan([ep], [replica("a", phase="starting", ready_at=None)], NOW) == [StopReplica("a")]
+    assert plan([ep], [], NOW) == []
+
+
+def test_rollout_keeps_old_replicas_until_new_ones_are_ready() -> None:
+    ep = endpoint(generation=2, good_generation=1, state="updating")
+    old = replica("old")
+    assert plan([ep], [old], NOW) == [StartReplica(1, 2)]
+    starting = replica("new", generation=2, phase="starting", ready_at=None)
+    assert plan([ep], [old, starting], NOW) == []
+    ready = replica("new", generation=2)
+    assert plan([ep], [old, ready], NOW) == [Promote(1, 2), StopReplica("old")]
+
+
+def test_failed_update_rolls_back_while_old_replicas_serve() -> None:
+    ep = endpoint(generation=2, good_generation=1, state="updating")
+    bad = replica(
+        "new", generation=2, phase="exited", ready_at=None, restarts=MAX_LOAD_ATTEMPTS - 1, exited_at=NOW
+    )
+    [action] = plan([ep], [replica("old"), bad], NOW)
+    assert isinstance(action, RollBack) and action.to_generation == 1
+    rolled_back = endpoint(generation=1, good_generation=1, update_error=action.message)
+    assert plan([rolled_back], [replica("old"), bad], NOW) == [StopReplica("new")]
+
+
+def test_pause_and_scale_to_zero_stop_replicas() -> None:
+    for intent in ("paused", "scaledToZero"):
+        reps = [replica("a"), replica("b", phase=STOPPING)]
+        assert plan([endpoint(intent=intent)], reps, NOW) == [StopReplica("a")]
+
+
+def test_deleting_endpoint_is_removed_once_its_replicas_are_gone() -> None:
+    ep = endpoint(intent="deleting")
+    assert plan([ep], [replica("a", phase=STOPPING)], NOW) == []
+    assert plan([ep], [], NOW) == [RemoveEndpoint(1)]
+
+
+def test_scale_down_stops_the_least_useful_replicas_first() -> None:
+    reps = [
+        replica("old-ready", started_at=NOW - timedelta(minutes=9)),
+        replica("new-ready", started_at=NOW - timedelta(minutes=1)),
+        replica("starting", phase="starting", ready_at=None),
+    ]
+    assert plan([endpoint()], reps, NOW) == [StopReplica("starting"), StopReplica("new-ready")]
+
+
+def test_status_from_facts() -> None:
+    assert derive_status(endpoint(good_generation=0, state="pending"), []).state == EndpointState.PENDING
+    starting = replica("a", phase="starting", ready_at=None)
+    assert derive_status(endpoint(good_generation=0), [starting]).state == EndpointState.INITIALIZING
+    status = derive_status(endpoint(), [replica("a")])
+    assert (status.state, status.ready, status.target) == (EndpointState.RUNNING, 1, 1)
+    assert derive_status(endpoint(intent="paused"), [replica("a")]).state == EndpointState.PAUSED
+    assert derive_status(endpoint(intent="scaledToZero"), []).state == EndpointState.SCALED_TO_ZERO
+    failed = derive_status(endpoint(state="failed", message="no weights"), [])
+    assert (failed.state, failed.message) == (EndpointState.FAILED, "no weights")
+    updating = derive_status(endpoint(generation=2, good_generation=1), [replica("a")])
+    assert updating.state == EndpointState.UPDATING and "generation 2" in updating.message
+    rolled = derive_status(endpoint(update_error="update rolled back: x"), [replica("a")])
+    assert rolled.state == EndpointState.UPDATE_FAILED
+
+
+def test_status_says_what_happened_to_a_restarted_replica() -> None:
+    back = replica("abcdef123456", restarts=1, last_error="exit code -9")
+    status = derive_status(endpoint(), [back])
+    assert status.state == EndpointState.RUNNING
+    assert "abcdef12" in status.message and "exit code -9" in status.message
