@@ -88,10 +88,13 @@ def test_lifecycle(control_plane: ControlPlaneProcess, tiny_model: Path) -> None
 
     # a new revision rolls out and ends running on generation 2
     ep.update(revision="v2")
+    assert ep.state == "updating"
     control_plane.wait_for("chat", "running")
-    described = control_plane.endpoint("chat")
-    assert described["model"]["revision"] == "v2"  # type: ignore[index]
-    assert {r["generation"] for r in described["status"]["replicas"]} == {2}  # type: ignore[index]
+    deadline = time.monotonic() + 60  # the old replica drains, then goes
+    while {r.generation for r in ep.fetch().replicas} != {2} and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert ep.revision == "v2"
+    assert [(r.generation, r.phase) for r in ep.replicas] == [(2, "ready")]
 
     ep.delete()
     deadline = time.monotonic() + 60

@@ -38,6 +38,9 @@ def serve(
     ] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped in the folder.")] = False,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 8 * 1024 * 1024,
+    any_model_name: Annotated[
+        bool, typer.Option(help="Accept any model id in requests (the endpoint URL already names the model).")
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
     ] = envs.LOG_LEVEL.default,
@@ -64,6 +67,7 @@ def serve(
         allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code,
         max_body_bytes=max_body_bytes,
+        any_model_name=any_model_name,
     )
     try:
         state = build_state(opts)

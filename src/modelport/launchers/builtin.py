@@ -23,6 +23,7 @@ def builtin_launch(replica_id: str, served_name: str, revision: ModelRevision) -
         "{port}",
         "--served-model-name",
         served_name,
+        "--any-model-name",
         *revision.args,
     ]
     # secrets reach the engine as environment variables, as on the managed service

@@ -99,7 +99,7 @@ def create_payload(
         "compute": {
             "scaling": {
                 "minReplica": min_replicas,
-                "maxReplica": max(max_replicas or 1, min_replicas, 1),
+                "maxReplica": max_replicas if max_replicas is not None else max(min_replicas, 1),
                 "scaleToZeroTimeout": scale_to_zero_timeout,
             }
         },

@@ -33,6 +33,7 @@ class ServeOptions:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     max_body_bytes: int = 8 * 1024 * 1024
+    any_model_name: bool = False
 
 
 def build_state(opts: ServeOptions) -> ServerState:
@@ -61,6 +62,7 @@ def build_state(opts: ServeOptions) -> ServerState:
             embedder=embedder,
             ready=True,
             max_body_bytes=opts.max_body_bytes,
+            any_model_name=opts.any_model_name,
         )
     from modelport.engine.engine import EngineConfig, LLMEngine
     from modelport.engine.memory import default_budget, parse_budget
@@ -110,4 +112,5 @@ def build_state(opts: ServeOptions) -> ServerState:
         llm=engine,
         ready=True,
         max_body_bytes=opts.max_body_bytes,
+        any_model_name=opts.any_model_name,
     )

@@ -32,6 +32,7 @@ class ServerState:
     ready: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
     max_body_bytes: int = 8 * 1024 * 1024
+    any_model_name: bool = False  # behind an endpoint URL the URL names the model, as on TGI
 
     @functools.cached_property
     def special_ids(self) -> frozenset[int]:
@@ -74,7 +75,15 @@ class ServerState:
 
     def check_model_name(self, requested: str | None) -> None:
         """One model per server: accept its name, its path, and the placeholders clients send."""
-        if requested in (None, "", self.model_name, self.model_path, "dummy", "tgi", "default"):
+        if self.any_model_name or requested in (
+            None,
+            "",
+            self.model_name,
+            self.model_path,
+            "dummy",
+            "tgi",
+            "default",
+        ):
             return
         raise APIError(
             404,
