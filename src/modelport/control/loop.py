@@ -91,6 +91,9 @@ class ControlLoop:
     async def tick(self) -> None:
         endpoints, replicas = await asyncio.to_thread(self._load)
         replicas = await self._observe(replicas)
+        # publish before acting: a replica that just became ready takes traffic before the
+        # replicas it replaces are withdrawn, so routes never go empty during a rollout
+        self._publish(endpoints, replicas)
         for action in plan(endpoints, replicas, self.now()):
             await self._execute(action, {e.id: e for e in endpoints}, {r.id: r for r in replicas})
         endpoints, replicas = await asyncio.to_thread(self._load)
