@@ -70,9 +70,10 @@ class Client(_Base):
         token: str | None = None,
         namespace: str = "default",
         timeout: float = 30,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(base_url, token, namespace)
-        self.http = httpx.Client(headers=self.headers, timeout=timeout)
+        self.http = httpx.Client(headers=self.headers, timeout=timeout, transport=transport)
 
     def _run(self, op: core.Operation) -> Any:
         reply: core.Reply | None = None
@@ -131,9 +132,10 @@ class AsyncClient(_Base):
         token: str | None = None,
         namespace: str = "default",
         timeout: float = 30,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(base_url, token, namespace)
-        self.http = httpx.AsyncClient(headers=self.headers, timeout=timeout)
+        self.http = httpx.AsyncClient(headers=self.headers, timeout=timeout, transport=transport)
 
     async def _run(self, op: core.Operation) -> Any:
         reply: core.Reply | None = None

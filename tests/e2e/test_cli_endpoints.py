@@ -1,0 +1,74 @@
+"""`modelport endpoints …` as a script would use it: JSON on stdout, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.control_plane_process import ControlPlaneProcess
+from tests.server_process import free_port
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    with ControlPlaneProcess(tmp_path_factory.mktemp("cli") / "data", None, "--no-demo") as control_plane:
+        yield control_plane
+
+
+def cli(cp: ControlPlaneProcess, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MODELPORT_URL": url or cp.url,
+        "MODELPORT_DATA_DIR": str(cp.data_dir),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "modelport.cli.main", "endpoints", *args],
+        env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_full_cycle_from_the_cli(cp: ControlPlaneProcess, tiny_model: Path) -> None:
+    created = cli(cp, "create", "cli-ep", "--model", str(tiny_model), "--engine-arg=--max-num-seqs",
+                  "--engine-arg=4", "--env", "GREETING=hi", "--secret", "KEY=s3cret", "--json")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    body = json.loads(created.stdout)
+    assert body["status"]["state"] == "running"
+    assert body["model"]["args"] == ["--max-num-seqs", "4"]
+    assert body["model"]["secrets"] == {"KEY": "***"}  # never echoed back
+
+    table = cli(cp, "list")
+    assert table.returncode == 0 and "cli-ep" in table.stdout and "running" in table.stdout
+    described = cli(cp, "describe", "cli-ep")
+    assert described.returncode == 0 and "1/1 ready" in described.stdout
+    logs = cli(cp, "logs", "cli-ep", "--tail", "20", "--json")
+    assert logs.returncode == 0 and json.loads(logs.stdout)["replicas"][0]["lines"]
+    hardware = json.loads(cli(cp, "hardware", "--json").stdout)["items"]
+    assert hardware[0]["accelerator"] == "cpu" and hardware[0]["numCpus"] >= 1
+
+    paused = cli(cp, "pause", "cli-ep", "--json")
+    assert json.loads(paused.stdout)["status"]["state"] == "paused"
+    resumed = cli(cp, "resume", "cli-ep", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["status"]["state"] == "running"
+
+    refused = cli(cp, "delete", "cli-ep")  # no terminal and no --yes
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert cli(cp, "delete", "cli-ep", "--yes").returncode == 0
+    gone = cli(cp, "describe", "cli-ep")
+    assert gone.returncode == 3 and "cli-ep" in gone.stderr
+
+
+def test_exit_codes(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    invalid = cli(cp, "create", "bad", "--model", str(tmp_path / "missing"), "--no-wait")
+    assert invalid.returncode == 2 and "model.repository" in invalid.stderr
+    assert cli(cp, "describe", "nope").returncode == 3
+    down = cli(cp, "list", url=f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 5 and "modelport up" in down.stderr
+    wrong_token = cli(cp, "list", "--token", "wrong")
+    assert wrong_token.returncode == 1 and "token" in wrong_token.stderr
