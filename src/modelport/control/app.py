@@ -25,6 +25,8 @@ from modelport.control.loop import ControlLoop, LoopSettings
 from modelport.control.service import ControlError, EndpointService
 from modelport.gateway.proxy import Gateway
 from modelport.gateway.routing import RoutingTable
+from modelport.protocol.errors import APIError
+from modelport.protocol.http import BodyLimitMiddleware
 from modelport.runtime.base import Runtime
 from modelport.runtime.local import LocalRuntime
 from modelport.store.repository import NotFound, Store
@@ -45,6 +47,7 @@ class ControlConfig:
     admin_token_hash: bytes
     replica_log_dir: Path
     keep_replicas_on_exit: bool = False  # leave replicas running for the next start to re-adopt
+    max_body_bytes: int = 8 * 1024 * 1024  # per request, API and endpoint traffic alike
     # endpoints (create payloads) made in namespace "default" at start-up unless they exist
     bootstrap: list[dict[str, Any]] = field(default_factory=list)
     loop: LoopSettings = field(default_factory=LoopSettings)
@@ -93,6 +96,12 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     app.state.loop = loop
     app.state.store = store
     app.include_router(control_router(service, runtime, config.admin_token_hash))
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> Response:
+        return JSONResponse({"error": exc.message, "error_type": exc.error_type or "bad_request"}, exc.status)
 
     @app.exception_handler(ControlError)
     async def control_error(request: Request, exc: ControlError) -> Response:

@@ -37,7 +37,7 @@ from modelport.launchers.builtin import builtin_launch
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
 from modelport.store.records import EndpointRecord, ReplicaRecord
-from modelport.store.repository import NotFound, Store
+from modelport.store.repository import NotFound, Stale, Store
 
 log = logging.getLogger("modelport.control")
 
@@ -279,8 +279,11 @@ class ControlLoop:
         for endpoint in endpoints:
             changes = status_changes(endpoint, [r for r in replicas if r.endpoint_id == endpoint.id])
             if changes:
-                with contextlib.suppress(NotFound):  # deleted meanwhile
-                    self.store.update_endpoint(endpoint.id, self.now(), **changes)
+                # conditional: an API change since this tick read the row wins; the next tick re-derives
+                with contextlib.suppress(NotFound, Stale):
+                    self.store.update_endpoint(
+                        endpoint.id, self.now(), if_unchanged_since=endpoint.updated_at, **changes
+                    )
 
     def _publish(self, endpoints: Sequence[EndpointRecord], replicas: Sequence[ReplicaRecord]) -> None:
         views: dict[tuple[str, str], EndpointView] = {}

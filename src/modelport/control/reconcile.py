@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from modelport.runtime.base import ReplicaPhase
 from modelport.spec.endpoint import EndpointState, Intent
@@ -185,7 +186,7 @@ def derive_status(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -
     return Status(EndpointState.PENDING, "waiting for a replica to be placed", ready, target)
 
 
-def status_changes(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -> dict[str, object]:
+def status_changes(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -> dict[str, Any]:
     """The store update that brings the endpoint's status in line with the facts ({} if none)."""
     status = derive_status(endpoint, replicas)
     fresh = {

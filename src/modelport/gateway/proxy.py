@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 import anyio
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from modelport.control.admin_token import bearer_matches
 from modelport.gateway.routing import EndpointView, RoutingTable
-from modelport.protocol.errors import APIError, Dialect, dialect_for_path, render, tgi_status
+from modelport.protocol.errors import APIError
+from modelport.protocol.http import error_response
 from modelport.spec.endpoint import EndpointState, Intent
 
 log = logging.getLogger("modelport.gateway")
@@ -61,7 +62,6 @@ class Gateway:
         namespace = request.path_params["namespace"]
         name = request.path_params["name"]
         path = "/" + request.path_params.get("path", "")
-        dialect = dialect_for_path(path)
         try:
             view = self._servable(namespace, name, request.headers.get("authorization"))
             if not view.routes:
@@ -69,7 +69,7 @@ class Gateway:
             body = await request.body()
             return await self._forward(view, request, path, body)
         except APIError as err:
-            return _error_response(err, dialect)
+            return _error_response(err, path)
 
     def _servable(self, namespace: str, name: str, authorization: str | None) -> EndpointView:
         view = self.table.get(namespace, name)
@@ -166,12 +166,11 @@ class RelayedResponse(StreamingResponse):
             self.release()
 
 
-def _error_response(err: APIError, dialect: Dialect) -> Response:
-    status = err.status if dialect is Dialect.OPENAI else tgi_status(err)
+def _error_response(err: APIError, path: str) -> Response:
     headers: dict[str, str] = {}
     if err.status == 503:
         retryable = err.code not in ("endpoint_paused", "endpoint_failed")
         headers["x-should-retry"] = "true" if retryable else "false"
         if retryable:
             headers["retry-after"] = str(RETRY_AFTER_S)
-    return JSONResponse(render(err, dialect), status_code=status, headers=headers)
+    return error_response(path, err, headers)

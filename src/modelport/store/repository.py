@@ -40,6 +40,10 @@ class AlreadyExists(StoreError):
     pass
 
 
+class Stale(StoreError):
+    """The row changed since the caller read it (a conditional update did nothing)."""
+
+
 def _utc(value: datetime | None) -> datetime | None:
     # SQLite keeps no timezone: every stored time is UTC, so put it back on read
     if value is None or value.tzinfo is not None:
@@ -131,18 +135,22 @@ class Store:
         with self.engine.connect() as conn:
             return [_endpoint(row) for row in conn.execute(query).mappings()]
 
-    def update_endpoint(self, endpoint_id: int, now: datetime, **changes: Any) -> EndpointRecord:
+    def update_endpoint(
+        self, endpoint_id: int, now: datetime, *, if_unchanged_since: datetime | None = None, **changes: Any
+    ) -> EndpointRecord:
+        """Partial update. With `if_unchanged_since` (the updated_at the caller read), raise
+        `Stale` instead of overwriting a change made meanwhile."""
         unknown = set(changes) - (_ENDPOINT_FIELDS - _IMMUTABLE)
         if unknown:
             raise ValueError(f"cannot update endpoint fields {sorted(unknown)}")
+        query = update(tables.endpoints).where(tables.endpoints.c.id == endpoint_id)
+        if if_unchanged_since is not None:
+            query = query.where(tables.endpoints.c.updated_at == if_unchanged_since)
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(tables.endpoints)
-                .where(tables.endpoints.c.id == endpoint_id)
-                .values(**changes, updated_at=now)
-            )
+            result = conn.execute(query.values(**changes, updated_at=now))
         if result.rowcount == 0:
-            raise NotFound(f"endpoint {endpoint_id}")
+            self.get_endpoint_by_id(endpoint_id)  # NotFound if it is gone
+            raise Stale(f"endpoint {endpoint_id} changed meanwhile")
         return self.get_endpoint_by_id(endpoint_id)
 
     def add_revision(self, endpoint_id: int, revision: ModelRevision, now: datetime) -> EndpointRecord:

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
 from modelport.store.records import EndpointFields, ModelRevision, ReplicaRecord
-from modelport.store.repository import AlreadyExists, NotFound, Store
+from modelport.store.repository import AlreadyExists, NotFound, Stale, Store
 from modelport.store.tables import metadata
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -130,3 +130,14 @@ def test_sqlite_file_is_owner_only(tmp_path: Path) -> None:
     Store.open(f"sqlite:///{path}").close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert make_url(f"sqlite:///{path}").database == str(path)
+
+
+def test_conditional_update_refuses_to_overwrite_a_newer_change(store: Store) -> None:
+    ep = store.create_endpoint(fields(), REVISION, NOW)
+    later = NOW + timedelta(seconds=1)
+    store.update_endpoint(ep.id, later, intent="paused")  # the user's change
+    with pytest.raises(Stale):  # a writer that read the row before it
+        store.update_endpoint(ep.id, later, if_unchanged_since=ep.updated_at, state="running")
+    fresh = store.get_endpoint_by_id(ep.id)
+    assert fresh.state == "pending" and fresh.intent == "paused"
+    assert store.update_endpoint(ep.id, later, if_unchanged_since=fresh.updated_at, state="paused").state == "paused"
