@@ -140,4 +140,5 @@ def test_conditional_update_refuses_to_overwrite_a_newer_change(store: Store) ->
         store.update_endpoint(ep.id, later, if_unchanged_since=ep.updated_at, state="running")
     fresh = store.get_endpoint_by_id(ep.id)
     assert fresh.state == "pending" and fresh.intent == "paused"
-    assert store.update_endpoint(ep.id, later, if_unchanged_since=fresh.updated_at, state="paused").state == "paused"
+    paused = store.update_endpoint(ep.id, later, if_unchanged_since=fresh.updated_at, state="paused")
+    assert paused.state == "paused"
