@@ -45,6 +45,7 @@ def test_killed_replica_comes_back_and_status_says_why(tmp_path: Path, tiny_mode
                 break
             time.sleep(0.2)
         back_after = time.monotonic() - killed_at
+        print(f"killed replica serving again after {back_after:.1f} s")
         assert ep.replicas[0].restarts == 1, ep.raw["status"]
         assert "exit code -9" in (ep.replicas[0].last_error or "")
         assert "restarted 1x" in ep.message
@@ -123,6 +124,7 @@ def test_update_under_load_fails_no_request(tmp_path: Path, tiny_model: Path) ->
                 w.join()
         assert not psutil.pid_exists(old.pid), "the old replica should be gone"
         failures = [r for r in results if r != 200]
+        print(f"rolling update under load: {len(results)} requests, {len(failures)} failed")
         assert len(results) > 50
         assert failures == [], f"{len(failures)} of {len(results)} requests failed: {set(failures)}"
         [new] = replica_processes(cp.data_dir)
