@@ -180,6 +180,8 @@ def list_(url: Url = envs.URL.default, token: Token = None, namespace: Namespace
         print(json.dumps({"items": [ep.raw for ep in endpoints]}))
         return
     table = Table("NAME", "STATE", "READY", "MODEL", "REVISION", "URL", "UPDATED")
+    for column in table.columns:
+        column.overflow = "fold"  # a path or URL is worth more in full than on one line
     for ep in endpoints:
         updated = ep.updated_at.strftime("%Y-%m-%d %H:%M:%S") if ep.updated_at else "-"
         table.add_row(ep.name, ep.state, f"{ep.ready_replicas}/{ep.target_replicas}", ep.repository,

@@ -41,6 +41,8 @@ def up(
     from modelport.models.demo import ensure_demo_model
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "alembic"):  # a health probe every 0.5 s per replica is not news
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     data = envs.data_dir()
     token_path = envs.admin_token_path()
     try:

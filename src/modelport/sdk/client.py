@@ -57,6 +57,11 @@ class _Base:
         self.namespace = namespace
         self.headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
 
+    def _transport_error(self, call: core.Call, exc: httpx.TransportError) -> core.Reply:
+        if call.path.startswith("/"):
+            raise _unreachable(self.base_url, exc) from exc
+        return core.Reply(0, str(exc))  # an endpoint URL not answering yet: wait() keeps polling
+
     def _url(self, call: core.Call) -> str:
         return call.path if call.path.startswith(("http://", "https://")) else self.base_url + call.path
 
@@ -85,15 +90,11 @@ class Client(_Base):
                     reply = None
                     continue
                 try:
-                    response = self.http.request(
-                        step.method, self._url(step), json=step.json, params=step.params
+                    reply = _parse(
+                        self.http.request(step.method, self._url(step), json=step.json, params=step.params)
                     )
                 except httpx.TransportError as exc:
-                    if not step.path.startswith("/"):  # an endpoint URL not answering yet: keep waiting
-                        reply = core.Reply(0, str(exc))
-                        continue
-                    raise _unreachable(self.base_url, exc) from exc
-                reply = _parse(response)
+                    reply = self._transport_error(step, exc)
         except StopIteration as done:
             return done.value
 
@@ -150,12 +151,9 @@ class AsyncClient(_Base):
                     response = await self.http.request(
                         step.method, self._url(step), json=step.json, params=step.params
                     )
+                    reply = _parse(response)
                 except httpx.TransportError as exc:
-                    if not step.path.startswith("/"):
-                        reply = core.Reply(0, str(exc))
-                        continue
-                    raise _unreachable(self.base_url, exc) from exc
-                reply = _parse(response)
+                    reply = self._transport_error(step, exc)
         except StopIteration as done:
             return done.value
 

@@ -39,26 +39,14 @@ class EndpointFields:
     vendor: str
     region: str
     tags: list[str]
-    intent: str
+    intent: str  # what the user asked: active | paused | scaledToZero | deleting
 
 
 @dataclass(frozen=True)
-class EndpointRecord:
+class EndpointRecord(EndpointFields):
+    """A stored endpoint: what the user specified plus what the control plane keeps."""
+
     id: int
-    namespace: str
-    name: str
-    type: str
-    accelerator: str
-    instance_type: str
-    instance_size: str
-    min_replica: int
-    max_replica: int
-    scale_to_zero_timeout: int | None
-    scaling_measure: dict[str, float] | None
-    vendor: str
-    region: str
-    tags: list[str]
-    intent: str  # what the user asked: active | paused | scaledToZero | deleting
     generation: int  # the desired model revision
     good_generation: int  # the last generation that reached its target; 0 = never
     state: str  # written by the reconciler
