@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.control_plane_process import ControlPlaneProcess
@@ -72,3 +74,16 @@ def test_exit_codes(cp: ControlPlaneProcess, tmp_path: Path) -> None:
     assert down.returncode == 5 and "modelport up" in down.stderr
     wrong_token = cli(cp, "list", "--token", "wrong")
     assert wrong_token.returncode == 1 and "token" in wrong_token.stderr
+
+
+def test_api_is_documented_and_guarded(cp: ControlPlaneProcess) -> None:
+    schema = httpx.get(f"{cp.url}/openapi.json").json()
+    assert "/v2/endpoint/{namespace}/{name}/scale-to-zero" in schema["paths"]
+    assert httpx.get(f"{cp.url}/docs").status_code == 200
+    refused = httpx.get(f"{cp.url}/v2/endpoint/default")
+    assert refused.status_code == 401 and refused.json()["error_type"] == "unauthorized"
+    token_file = cp.data_dir / "admin-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert cp.log_path.read_text().count(cp.token) == 1  # printed once at creation, never logged again
+    bad_json = httpx.post(f"{cp.url}/v2/endpoint/default", headers=cp.headers, content=b"{nope")
+    assert bad_json.status_code == 400 and "JSON" in bad_json.json()["error"]
