@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import httpx
@@ -23,11 +24,18 @@ import psutil
 from modelport import envs
 from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaObservation, ReplicaPhase
 
-EXIT_LINES = 20
-_CREATE_TIME_TOLERANCE_S = 0.05
+EXIT_LINES = 20  # log lines an EXITED observation carries
+PROBE_TIMEOUT_S = 2.0
+KILL_WAIT_S = 5.0  # after SIGKILL, how long stop waits to see the leader gone
+_POLL_S = 0.1
+# psutil derives create_time from boot time + start ticks (1/100 s), so one process always reads
+# the same value; the tolerance only absorbs float noise, far below any pid-reuse interval
+_CREATE_TIME_TOLERANCE_S = 0.01
+_KEPT_EXIT_CODES = 1024  # exit codes of reaped children, for observations repeated after the exit
 
 
 def free_port() -> int:
+    """A loopback port free right now (the child binds it a moment later; a race we accept)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -35,15 +43,68 @@ def free_port() -> int:
 
 def tail_lines(path: Path, count: int) -> list[str]:
     """The last `count` lines of a file, reading only its end."""
+    if count <= 0:
+        return []
     try:
         with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max(65536, count * 400)))
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - max(65536, count * 400))
+            f.seek(start)
             data = f.read()
     except FileNotFoundError:
         return []
+    if start > 0:  # the window began mid-line
+        data = data.partition(b"\n")[2]
     return data.decode(errors="replace").splitlines()[-count:]
+
+
+def _same_time(a: float, b: float) -> bool:
+    return abs(a - b) < _CREATE_TIME_TOLERANCE_S
+
+
+def _holder(handle: ReplicaHandle) -> psutil.Process | None:
+    """The process that holds the handle's pid now (any process, zombie included), or None."""
+    try:
+        return psutil.Process(handle.pid)
+    except psutil.Error:
+        return None
+
+
+def _is_replica(proc: psutil.Process, handle: ReplicaHandle) -> bool:
+    try:
+        return _same_time(proc.create_time(), handle.create_time)
+    except psutil.Error:
+        return False
+
+
+def _running(handle: ReplicaHandle) -> bool:
+    """Whether the replica's leader runs, for a process this runtime did not start (psutil only)."""
+    proc = _holder(handle)
+    if proc is None or not _is_replica(proc, handle):
+        return False
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _signal_replica_group(handle: ReplicaHandle, sig: signal.Signals) -> None:
+    """Signal the replica's process group, unless the pid now belongs to another process.
+
+    The group id is the leader's pid (it is a session leader). POSIX keeps that number from
+    being reused while the group has members, so if another process holds the pid the
+    replica's group is empty and must not be signalled; if nobody holds it, a group with that
+    id is what is left of the replica (e.g. engine workers outliving a crashed leader).
+    """
+    proc = _holder(handle)
+    if proc is not None and not _is_replica(proc, handle):
+        return
+    _signal_group(handle.pid, sig)
 
 
 class LocalRuntime:
@@ -51,15 +112,16 @@ class LocalRuntime:
 
     def __init__(self, log_dir: Path | None = None) -> None:
         self.log_dir = log_dir or envs.data_dir() / "replicas"
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0))
+        # our own children, by pid, with their create_time: polled so they never stay zombies
+        self._children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        self._exit_codes: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(PROBE_TIMEOUT_S))
 
     async def start(self, spec: LaunchSpec) -> ReplicaHandle:
         port = free_port()
         argv = [arg.replace("{port}", str(port)) for arg in spec.command]
-        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log_path = self.log_dir / f"{spec.replica_id}.log"
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = await asyncio.to_thread(self._open_log, log_path)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -67,15 +129,17 @@ class LocalRuntime:
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # outlives the control plane; stop signals the whole group
             )
         finally:
             os.close(fd)
-        self._children[proc.pid] = proc
-        try:
+        try:  # unreaped, the child is at worst a zombie here, which still has its create_time
             create_time = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:  # gone already: observe reports it as exited
-            create_time = time.time()
+        except psutil.Error:
+            _signal_group(proc.pid, signal.SIGKILL)  # a replica without a handle would leak
+            proc.wait()
+            raise
+        self._children[proc.pid] = (proc, create_time)
         return ReplicaHandle(
             replica_id=spec.replica_id,
             runtime=self.name,
@@ -86,24 +150,37 @@ class LocalRuntime:
             health_path=spec.health_path,
         )
 
-    def _status(self, handle: ReplicaHandle) -> tuple[bool, int | None]:
-        """(alive, exit code if known) — our own child is reaped, an adopted one checked by psutil."""
-        child = self._children.get(handle.pid)
-        if child is not None:
-            code = child.poll()
-            return code is None, code
-        try:
-            proc = psutil.Process(handle.pid)
-            same = abs(proc.create_time() - handle.create_time) < _CREATE_TIME_TOLERANCE_S
-            return same and proc.status() != psutil.STATUS_ZOMBIE, None
-        except psutil.NoSuchProcess:
-            return False, None
+    def _open_log(self, path: Path) -> int:
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # appended to: a restarted replica keeps its id, so earlier runs stay readable
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _alive(self, handle: ReplicaHandle) -> bool:
+        """Whether the replica's leader runs; reaps it (and keeps its exit code) if it is our child."""
+        entry = self._children.get(handle.pid)
+        if entry is None or not _same_time(entry[1], handle.create_time):
+            return _running(handle)
+        proc, create_time = entry
+        code = proc.poll()
+        if code is None:
+            return True
+        del self._children[handle.pid]
+        self._exit_codes[handle.pid] = (create_time, code)
+        while len(self._exit_codes) > _KEPT_EXIT_CODES:
+            self._exit_codes.popitem(last=False)
+        return False
+
+    def _exit_code(self, handle: ReplicaHandle) -> int | None:
+        """The exit code of our reaped child (negative: killed by that signal); None if not ours."""
+        known = self._exit_codes.get(handle.pid)
+        return known[1] if known is not None and _same_time(known[0], handle.create_time) else None
 
     async def observe(self, handle: ReplicaHandle) -> ReplicaObservation:
-        alive, code = self._status(handle)
-        if not alive:
+        if not self._alive(handle):
+            # an exited replica leaves nothing behind: its workers would hold the port or GPU memory
+            _signal_replica_group(handle, signal.SIGKILL)
             lines = await asyncio.to_thread(tail_lines, Path(handle.log_path), EXIT_LINES)
-            return ReplicaObservation(handle, ReplicaPhase.EXITED, code, lines)
+            return ReplicaObservation(handle, ReplicaPhase.EXITED, self._exit_code(handle), lines)
         try:
             response = await self._http.get(f"{self.address(handle)}{handle.health_path}")
             phase = ReplicaPhase.READY if response.status_code == 200 else ReplicaPhase.STARTING
@@ -112,22 +189,17 @@ class LocalRuntime:
         return ReplicaObservation(handle, phase, None, [])
 
     async def stop(self, handle: ReplicaHandle, grace_s: float = 30.0) -> None:
-        alive, _ = self._status(handle)
-        if alive:
-            self._signal_group(handle.pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while self._status(handle)[0] and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            # the group may still hold the replica's own children, or the leader ignored SIGTERM
-            self._signal_group(handle.pid, signal.SIGKILL)
-        child = self._children.pop(handle.pid, None)
-        if child is not None:
-            await asyncio.to_thread(child.wait)
+        if self._alive(handle):
+            _signal_group(handle.pid, signal.SIGTERM)
+            await self._wait_exit(handle, grace_s)
+        # the leader ignored SIGTERM, or the group still holds the replica's own children
+        _signal_replica_group(handle, signal.SIGKILL)
+        await self._wait_exit(handle, KILL_WAIT_S)
 
-    @staticmethod
-    def _signal_group(pgid: int, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
+    async def _wait_exit(self, handle: ReplicaHandle, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._alive(handle) and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_S)
 
     def address(self, handle: ReplicaHandle) -> str:
         return f"http://127.0.0.1:{handle.port}"
@@ -136,4 +208,5 @@ class LocalRuntime:
         return await asyncio.to_thread(tail_lines, Path(handle.log_path), tail)
 
     async def close(self) -> None:
+        """Releases the probe client; replicas keep running (a restarted control plane re-adopts them)."""
         await self._http.aclose()
