@@ -87,3 +87,8 @@ def test_api_is_documented_and_guarded(cp: ControlPlaneProcess) -> None:
     assert cp.log_path.read_text().count(cp.token) == 1  # printed once at creation, never logged again
     bad_json = httpx.post(f"{cp.url}/v2/endpoint/default", headers=cp.headers, content=b"{nope")
     assert bad_json.status_code == 400 and "JSON" in bad_json.json()["error"]
+
+
+def test_a_second_control_plane_on_the_same_store_is_refused(cp: ControlPlaneProcess) -> None:
+    with pytest.raises(RuntimeError, match="another control plane is using"):
+        ControlPlaneProcess(cp.data_dir, None, "--no-demo").start(timeout=60)

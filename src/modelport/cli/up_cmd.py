@@ -39,6 +39,7 @@ def up(
     from modelport.control.admin_token import ensure_admin_token
     from modelport.control.app import ControlConfig, create_control_app
     from modelport.models.demo import ensure_demo_model
+    from modelport.store.repository import StoreBusy
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "alembic"):  # a health probe every 0.5 s per replica is not news
@@ -68,7 +69,11 @@ def up(
         keep_replicas_on_exit=keep_replicas,
         bootstrap=bootstrap,
     )
-    app = create_control_app(config)
+    try:
+        app = create_control_app(config)
+    except StoreBusy as exc:
+        typer.echo(f"error: {exc}; stop it first, or give this one its own --database-url", err=True)
+        raise typer.Exit(code=2) from exc
     typer.echo(f"modelport: control plane on {base} (API docs {base}/docs)", err=True)
     if demo:
         typer.echo(

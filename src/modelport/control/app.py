@@ -29,7 +29,7 @@ from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware
 from modelport.runtime.base import Runtime
 from modelport.runtime.local import LocalRuntime
-from modelport.store.repository import NotFound, Store
+from modelport.store.repository import NotFound, Store, StoreBusy
 
 log = logging.getLogger("modelport.control")
 
@@ -55,6 +55,11 @@ class ControlConfig:
 
 def create_control_app(config: ControlConfig, runtime: Runtime | None = None) -> FastAPI:
     store = Store.open(config.database_url)
+    try:
+        store.claim()
+    except StoreBusy:
+        store.close()
+        raise
     runtime = runtime or LocalRuntime(config.replica_log_dir)
     table = RoutingTable()
     loop = ControlLoop(store, runtime, table, utc_now, config.loop)

@@ -9,6 +9,7 @@ newest Alembic migration first.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +25,7 @@ from modelport.store import tables
 from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_LOCK_KEY = 0x6D6F64656C706F72  # "modelpor": the advisory lock id of the control plane
 _ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(EndpointRecord)}
 _IMMUTABLE = {"id", "namespace", "name", "created_at"}
 
@@ -38,6 +40,10 @@ class NotFound(StoreError):
 
 class AlreadyExists(StoreError):
     pass
+
+
+class StoreBusy(StoreError):
+    """Another control plane already works on this store."""
 
 
 class Stale(StoreError):
@@ -62,6 +68,31 @@ def migrate(engine: Engine) -> None:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._claim: Connection | int | None = None  # what holds the control-plane lock
+
+    def claim(self) -> None:
+        """Become the one control plane reconciling this store, or raise `StoreBusy`.
+
+        Two control planes on one store would each start every replica. The lock dies with
+        the process (a flock beside the SQLite file; a PostgreSQL advisory lock held by a
+        session), so a SIGKILLed control plane never blocks its successor.
+        """
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            fd = os.open(f"{url.database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreBusy(f"another control plane is using {url.database}") from None
+            self._claim = fd
+            return
+        conn = self.engine.connect()
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar():
+            conn.close()
+            raise StoreBusy(f"another control plane is using {url.render_as_string(hide_password=True)}")
+        conn.commit()
+        self._claim = conn
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -79,6 +110,11 @@ class Store:
         return cls(engine)
 
     def close(self) -> None:
+        if isinstance(self._claim, int):
+            os.close(self._claim)
+        elif self._claim is not None:
+            self._claim.close()
+        self._claim = None
         self.engine.dispose()
 
     # -- endpoints ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
 from modelport.store.records import EndpointFields, ModelRevision, ReplicaRecord
-from modelport.store.repository import AlreadyExists, NotFound, Stale, Store
+from modelport.store.repository import AlreadyExists, NotFound, Stale, Store, StoreBusy
 from modelport.store.tables import metadata
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -142,3 +142,13 @@ def test_conditional_update_refuses_to_overwrite_a_newer_change(store: Store) ->
     assert fresh.state == "pending" and fresh.intent == "paused"
     paused = store.update_endpoint(ep.id, later, if_unchanged_since=fresh.updated_at, state="paused")
     assert paused.state == "paused"
+
+
+def test_one_control_plane_per_store(store_url: str) -> None:
+    first, second = Store.open(store_url), Store.open(store_url)
+    first.claim()
+    with pytest.raises(StoreBusy, match="another control plane"):
+        second.claim()
+    first.close()  # released with its holder (a crashed process releases it the same way)
+    second.claim()
+    second.close()
