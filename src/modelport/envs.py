@@ -54,7 +54,23 @@ DATABASE_URL = EnvVar(
     "SQLAlchemy URL of the control plane store (postgresql+psycopg://...); default: SQLite in the data dir.",
 )
 
-ALL: tuple[EnvVar, ...] = (DATA_DIR, LOG_LEVEL, TORCH_THREADS, ONEDNN_CACHE, URL, TOKEN, DATABASE_URL)
+REPLICA_ID = EnvVar(
+    "MODELPORT_REPLICA_ID",
+    "",
+    "Set by the control plane in each replica's environment, so a restarted control plane can find a "
+    "replica whose launch it had not recorded yet.",
+)
+
+ALL: tuple[EnvVar, ...] = (
+    DATA_DIR,
+    LOG_LEVEL,
+    TORCH_THREADS,
+    ONEDNN_CACHE,
+    URL,
+    TOKEN,
+    DATABASE_URL,
+    REPLICA_ID,
+)
 
 
 def apply_process_defaults() -> None:

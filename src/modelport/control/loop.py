@@ -116,6 +116,10 @@ class ControlLoop:
         return self.store.list_endpoints(), self.store.list_replicas()
 
     async def _observe(self, replicas: list[ReplicaRecord]) -> list[ReplicaRecord]:
+        for replica in replicas:
+            if replica.phase == ReplicaPhase.STARTING and not replica.handle:
+                replica = await self._interrupted_launch(replica)
+                replicas = [replica if r.id == replica.id else r for r in replicas]
         watched = [r for r in replicas if r.phase in (ReplicaPhase.STARTING, ReplicaPhase.READY) and r.handle]
         observations = await asyncio.gather(
             *(self.runtime.observe(ReplicaHandle.from_json(r.handle)) for r in watched)
@@ -130,6 +134,18 @@ class ControlLoop:
             if replica.phase == STOPPING and replica.id not in self._stops:
                 self._stops[replica.id] = asyncio.create_task(self._stop(replica))
         return list(updated.values())
+
+    async def _interrupted_launch(self, replica: ReplicaRecord) -> ReplicaRecord:
+        found = await self.runtime.discard(replica.id)
+        log.warning("replica %s: its launch was interrupted; discarded %d process(es)", replica.id[:8], found)
+        exited = dataclasses.replace(
+            replica,
+            phase=ReplicaPhase.EXITED.value,
+            exited_at=self.now(),
+            last_error="launch interrupted by a control plane restart",
+        )
+        await asyncio.to_thread(self.store.put_replica, exited)
+        return exited
 
     def _apply_observation(self, replica: ReplicaRecord, seen: ReplicaObservation) -> ReplicaRecord:
         now = self.now()
@@ -202,15 +218,10 @@ class ControlLoop:
             case RemoveEndpoint(endpoint_id):
                 await asyncio.to_thread(self.store.delete_endpoint, endpoint_id)
 
-    async def _launch(self, replica_id: str, endpoint_id: int, name: str, generation: int) -> ReplicaHandle:
-        revision = await asyncio.to_thread(self.store.get_revision, endpoint_id, generation)
-        return await self.runtime.start(builtin_launch(replica_id, name, revision))
-
     async def _start(self, endpoint: EndpointRecord, generation: int) -> None:
-        replica_id = uuid.uuid4().hex
         now = self.now()
-        record = ReplicaRecord(
-            id=replica_id,
+        replica = ReplicaRecord(
+            id=uuid.uuid4().hex,
             endpoint_id=endpoint.id,
             generation=generation,
             runtime=self.runtime.name,
@@ -222,31 +233,38 @@ class ControlLoop:
             ready_at=None,
             exited_at=None,
         )
-        try:
-            handle = await self._launch(replica_id, endpoint.id, endpoint.name, generation)
-            record = dataclasses.replace(record, handle=handle.to_json())
-        except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
-            record = dataclasses.replace(
-                record, phase=ReplicaPhase.EXITED.value, exited_at=now, last_error=str(exc)
-            )
-        log.info("started replica %s of %s (generation %d)", replica_id[:8], endpoint.name, generation)
-        await asyncio.to_thread(self.store.put_replica, record)
+        await self._launch(replica, endpoint.name)
+        log.info("started replica %s of %s (generation %d)", replica.id[:8], endpoint.name, generation)
 
     async def _restart(self, replica: ReplicaRecord) -> None:
-        now = self.now()
         endpoint = await asyncio.to_thread(self.store.get_endpoint_by_id, replica.endpoint_id)
         restarted = dataclasses.replace(
-            replica, restarts=replica.restarts + 1, started_at=now, ready_at=None, exited_at=None
+            replica,
+            handle={},
+            phase=ReplicaPhase.STARTING.value,
+            restarts=replica.restarts + 1,
+            started_at=self.now(),
+            ready_at=None,
+            exited_at=None,
         )
-        try:
-            handle = await self._launch(replica.id, endpoint.id, endpoint.name, replica.generation)
-            restarted = dataclasses.replace(
-                restarted, handle=handle.to_json(), phase=ReplicaPhase.STARTING.value
-            )
-        except Exception as exc:
-            restarted = dataclasses.replace(restarted, exited_at=now, last_error=str(exc))
+        await self._launch(restarted, endpoint.name)
         log.info("restarted replica %s of %s (restart %d)", replica.id[:8], endpoint.name, restarted.restarts)
-        await asyncio.to_thread(self.store.put_replica, restarted)
+
+    async def _launch(self, replica: ReplicaRecord, served_name: str) -> None:
+        # recorded before the process exists: a control plane that dies in between finds a record
+        # without a handle on its next start, and discards whatever runs under that replica id
+        await asyncio.to_thread(self.store.put_replica, replica)
+        try:
+            revision = await asyncio.to_thread(
+                self.store.get_revision, replica.endpoint_id, replica.generation
+            )
+            handle = await self.runtime.start(builtin_launch(replica.id, served_name, revision))
+            launched = dataclasses.replace(replica, handle=handle.to_json())
+        except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
+            launched = dataclasses.replace(
+                replica, phase=ReplicaPhase.EXITED.value, exited_at=self.now(), last_error=str(exc)
+            )
+        await asyncio.to_thread(self.store.put_replica, launched)
 
     async def _begin_stop(self, replica: ReplicaRecord) -> None:
         self.table.withdraw(replica.id)

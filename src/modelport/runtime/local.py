@@ -107,6 +107,20 @@ def _signal_replica_group(handle: ReplicaHandle, sig: signal.Signals) -> None:
     _signal_group(handle.pid, sig)
 
 
+def _kill_by_replica_id(replica_id: str) -> int:
+    """SIGKILL the process groups led by processes started for this replica id."""
+    found = 0
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(envs.REPLICA_ID.name) != replica_id or os.getpgid(proc.pid) != proc.pid:
+                continue
+        except (psutil.Error, ProcessLookupError):
+            continue
+        _signal_group(proc.pid, signal.SIGKILL)
+        found += 1
+    return found
+
+
 class LocalRuntime:
     name = "local"
 
@@ -125,7 +139,7 @@ class LocalRuntime:
         try:
             proc = subprocess.Popen(
                 argv,
-                env={**envs.process_environment(), **spec.env},
+                env={**envs.process_environment(), **spec.env, envs.REPLICA_ID.name: spec.replica_id},
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=subprocess.STDOUT,
@@ -149,6 +163,9 @@ class LocalRuntime:
             log_path=str(log_path),
             health_path=spec.health_path,
         )
+
+    async def discard(self, replica_id: str) -> int:
+        return await asyncio.to_thread(_kill_by_replica_id, replica_id)
 
     def _open_log(self, path: Path) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -403,3 +403,18 @@ def test_real_engine_serves_a_completion(tmp_path: Path, fake_replica: Path, tin
         assert (seen.phase, seen.exit_code) == (ReplicaPhase.EXITED, -signal.SIGTERM), seen.last_lines
 
     run(tmp_path, fake_replica, scenario)
+
+
+def test_discard_kills_a_replica_whose_handle_was_never_recorded(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        starter = LocalRuntime(tmp_path / "logs")
+        spec = LaunchSpec("lost-launch", [sys.executable, "-c", "import time; time.sleep(60)"], {})
+        handle = await starter.start(spec)  # as if the control plane died before saving this handle
+        fresh = LocalRuntime(tmp_path / "logs")
+        assert await fresh.discard("lost-launch") == 1
+        assert (await starter.observe(handle)).phase is ReplicaPhase.EXITED
+        assert await fresh.discard("lost-launch") == 0
+        await starter.close()
+        await fresh.close()
+
+    asyncio.run(scenario())
