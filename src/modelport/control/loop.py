@@ -285,6 +285,8 @@ class ControlLoop:
                 )
             if replica.handle:
                 await self.runtime.stop(ReplicaHandle.from_json(replica.handle), self.settings.stop_grace_s)
+            else:  # stopped mid-launch (e.g. `up` exiting): whatever started under its id goes too
+                await self.runtime.discard(replica.id)
             await asyncio.to_thread(self.store.delete_replica, replica.id)
             log.info("stopped replica %s", replica.id[:8])
         except Exception:
