@@ -92,3 +92,17 @@ def test_api_is_documented_and_guarded(cp: ControlPlaneProcess) -> None:
 def test_a_second_control_plane_on_the_same_store_is_refused(cp: ControlPlaneProcess) -> None:
     with pytest.raises(RuntimeError, match="another control plane is using"):
         ControlPlaneProcess(cp.data_dir, None, "--no-demo").start(timeout=60)
+
+
+def test_embedding_endpoint_speaks_tei_and_openai(cp: ControlPlaneProcess, minilm_model: Path) -> None:
+    from modelport import Client
+
+    ep = Client(cp.url, token=cp.token).create_endpoint(
+        "embed", model=str(minilm_model), task="feature-extraction"
+    )
+    ep.wait(timeout=120, poll_interval=0.3)
+    tei = httpx.post(f"{ep.url}/embed", headers=cp.headers, json={"inputs": ["hello", "world"]})
+    assert tei.status_code == 200 and [len(v) for v in tei.json()] == [384, 384]
+    vectors = ep.openai().embeddings.create(model="embed", input="hello")
+    assert len(vectors.data[0].embedding) == 384
+    ep.delete()
