@@ -9,7 +9,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
 
 from modelport.control.loop import ControlLoop
 from modelport.control.resources import fields_from_spec, revision_from_spec
@@ -51,7 +50,9 @@ def test_interrupted_launch_is_discarded_and_replaced(tmp_path: Path, tiny_model
             assert record.last_error == "launch interrupted by a control plane restart"
             assert record.phase in ("exited", "starting")  # then restarted in place after its backoff
         finally:
+            ids = [r.id for r in store.list_replicas()]
             await loop.shutdown(stop_replicas=True)
+            assert [await runtime.discard(rid) for rid in ids] == [0] * len(ids)  # nothing left running
             await runtime.close()
 
     try:
