@@ -73,18 +73,19 @@ def test_lifecycle(control_plane: ControlPlaneProcess, tiny_model: Path) -> None
     ep.wait(timeout=120, poll_interval=0.3)
     assert chat(ep.url, control_plane.token)
 
-    # scale to zero: a request gets a retryable 503 and wakes the endpoint up
+    # scale to zero: a request that will not wait gets a retryable 503 and wakes the endpoint up;
+    # one that may wait (the default hold) is served once a replica is ready
     ep.scale_to_zero()
     control_plane.wait_for("chat", "scaledToZero", ready=0)
     response = httpx.post(
         f"{ep.url}/v1/chat/completions",
-        headers=control_plane.headers,
+        headers={**control_plane.headers, "x-scale-up-timeout": "0"},
         json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     )
     assert response.status_code == 503 and response.headers["retry-after"]
     assert response.json()["error"]["code"] == "scaled_to_zero"
-    ep.wait(timeout=120, poll_interval=0.3)
-    assert chat(ep.url, control_plane.token)
+    assert chat(ep.url, control_plane.token)  # held until the woken replica is ready
+    assert ep.fetch().state == "running"
 
     # a new revision rolls out and ends running on generation 2
     ep.update(revision="v2")

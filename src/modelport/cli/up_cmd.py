@@ -29,6 +29,12 @@ def up(
     keep_replicas: Annotated[
         bool, typer.Option(help="On exit leave replicas running; the next `up` re-adopts them.")
     ] = False,
+    hold_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a request waits for a starting endpoint; a request's X-Scale-Up-Timeout overrides."
+        ),
+    ] = 120.0,
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
     ] = envs.LOG_LEVEL.default,
@@ -68,6 +74,7 @@ def up(
         replica_log_dir=data / "replicas",
         keep_replicas_on_exit=keep_replicas,
         bootstrap=bootstrap,
+        hold_s=hold_timeout,
     )
     try:
         app = create_control_app(config)

@@ -23,7 +23,7 @@ from modelport import __version__
 from modelport.control.api import control_router
 from modelport.control.loop import ControlLoop, LoopSettings
 from modelport.control.service import ControlError, EndpointService
-from modelport.gateway.proxy import Gateway
+from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway
 from modelport.gateway.routing import RoutingTable
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware
@@ -48,6 +48,9 @@ class ControlConfig:
     replica_log_dir: Path
     keep_replicas_on_exit: bool = False  # leave replicas running for the next start to re-adopt
     max_body_bytes: int = 8 * 1024 * 1024  # per request, API and endpoint traffic alike
+    hold_s: float = (
+        DEFAULT_HOLD_S  # how long a request waits for a starting endpoint (X-Scale-Up-Timeout overrides)
+    )
     # endpoints (create payloads) made in namespace "default" at start-up unless they exist
     bootstrap: list[dict[str, Any]] = field(default_factory=list)
     loop: LoopSettings = field(default_factory=LoopSettings)
@@ -73,7 +76,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         with contextlib.suppress(NotFound):
             await asyncio.to_thread(service.wake, namespace, name)
 
-    gateway = Gateway(table, config.admin_token_hash, client, wake_up)
+    gateway = Gateway(table, config.admin_token_hash, client, wake_up, config.hold_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

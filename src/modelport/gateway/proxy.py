@@ -12,6 +12,7 @@ called (OpenAI under /v1, TGI/TEI elsewhere).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -45,14 +46,22 @@ HOP_BY_HOP = frozenset(
     }
 )
 RETRY_AFTER_S = 5
+MAX_HOLD_S = 600.0  # the longest a request may ask to be held while an endpoint starts
+DEFAULT_HOLD_S = 120.0
 
 WakeUp = Callable[[str, str], Awaitable[None]]
 
 
 class Gateway:
     def __init__(
-        self, table: RoutingTable, admin_token_hash: bytes, client: httpx.AsyncClient, wake_up: WakeUp
+        self,
+        table: RoutingTable,
+        admin_token_hash: bytes,
+        client: httpx.AsyncClient,
+        wake_up: WakeUp,
+        hold_s: float = DEFAULT_HOLD_S,
     ) -> None:
+        self.hold_s = hold_s
         self.table = table
         self.admin_token_hash = admin_token_hash
         self.client = client
@@ -64,9 +73,10 @@ class Gateway:
         path = "/" + request.path_params.get("path", "")
         try:
             view = self._servable(namespace, name, request.headers.get("authorization"))
-            if not view.routes:
-                await self._not_ready(view)
             body = await request.body()
+            if not view.routes:
+                hold_s = _hold_seconds(request.headers.get("x-scale-up-timeout"), self.hold_s)
+                view = await self._hold(view, hold_s)
             return await self._forward(view, request, path, body)
         except APIError as err:
             return _error_response(err, path)
@@ -79,29 +89,32 @@ class Gateway:
             raise APIError(401, "missing or invalid token: send Authorization: Bearer <token>")
         return view
 
-    async def _not_ready(self, view: EndpointView) -> None:
+    async def _hold(self, view: EndpointView, hold_s: float) -> EndpointView:
+        """Wait (up to hold_s) for a ready replica, waking a scaled-to-zero endpoint first."""
         ref = f"{view.namespace}/{view.name}"
-        if view.intent == Intent.PAUSED:
-            raise APIError(
-                503,
-                f"endpoint {ref} is paused: resume it (modelport endpoints resume {view.name}) to serve",
-                code="endpoint_paused",
-                error_type="paused",
-            )
-        if view.intent == Intent.SCALED_TO_ZERO:
+        woke = view.intent == Intent.SCALED_TO_ZERO
+        if woke:
             await self.wake_up(view.namespace, view.name)
-            raise APIError(
-                503,
-                f"endpoint {ref} is scaled to zero and is starting up: retry in a few seconds",
-                code="scaled_to_zero",
-                error_type="scaled_to_zero",
-            )
-        if view.state == EndpointState.FAILED:
-            raise APIError(503, f"endpoint {ref} failed: {view.message}", code="endpoint_failed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + hold_s
+        while True:
+            _refuse_if_down(view)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self.table.next_publish(remaining)
+            current = self.table.get(view.namespace, view.name)
+            if current is None or current.intent == Intent.DELETING:
+                raise APIError(404, f"no endpoint {ref}", code="endpoint_not_found")
+            view = current
+            if view.routes:
+                return view
         raise APIError(
             503,
-            f"endpoint {ref} has no ready replica yet ({view.state}): retry in a few seconds",
-            code="no_ready_replica",
+            f"endpoint {ref} is starting ({view.state}) and had no ready replica within {hold_s:g} s: "
+            "retry in a few seconds, or send a longer X-Scale-Up-Timeout",
+            code="scaled_to_zero" if woke else "no_ready_replica",
+            error_type="scaled_to_zero" if woke else None,
         )
 
     async def _forward(self, view: EndpointView, request: Request, path: str, body: bytes) -> Response:
@@ -164,6 +177,29 @@ class RelayedResponse(StreamingResponse):
             with anyio.CancelScope(shield=True):
                 await self.upstream.aclose()
             self.release()
+
+
+def _refuse_if_down(view: EndpointView) -> None:
+    """Paused and failed endpoints answer at once: waiting would not bring them back."""
+    ref = f"{view.namespace}/{view.name}"
+    if view.intent == Intent.PAUSED:
+        raise APIError(
+            503,
+            f"endpoint {ref} is paused: resume it (modelport endpoints resume {view.name}) to serve",
+            code="endpoint_paused",
+            error_type="paused",
+        )
+    if view.state == EndpointState.FAILED and view.intent == Intent.ACTIVE:
+        raise APIError(503, f"endpoint {ref} failed: {view.message}", code="endpoint_failed")
+
+
+def _hold_seconds(header: str | None, default_s: float) -> float:
+    """X-Scale-Up-Timeout (seconds) when given and valid, else the gateway's hold limit."""
+    try:
+        value = float(header) if header is not None else default_s
+    except ValueError:
+        value = default_s
+    return min(max(value, 0.0), MAX_HOLD_S)
 
 
 def _error_response(err: APIError, path: str) -> Response:

@@ -10,6 +10,7 @@ drain a replica before stopping it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterator, Mapping
@@ -41,9 +42,20 @@ class RoutingTable:
     endpoints: dict[tuple[str, str], EndpointView] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     _turn: Iterator[int] = field(default_factory=itertools.count)
+    _published: asyncio.Event | None = None  # set by the next publish; what held requests wait on
 
     def publish(self, views: Mapping[tuple[str, str], EndpointView]) -> None:
         self.endpoints = dict(views)
+        if self._published is not None:
+            self._published.set()
+            self._published = None
+
+    async def next_publish(self, timeout_s: float) -> None:
+        """Return at the next publish, or after timeout_s."""
+        if self._published is None:
+            self._published = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._published.wait(), timeout_s)
 
     def withdraw(self, replica_id: str) -> None:
         """Stop routing to a replica now, before the next publish (it is about to be drained)."""
