@@ -219,11 +219,11 @@ def logs(
         sys.stdout.write("".join(f"{line}\n" for line in r["lines"]))
 
 
-def _lifecycle(action: str, doc: str, waits: bool) -> None:
+def _stopping_command(action: str, doc: str) -> None:
+    """pause / scale-to-zero: one call, nothing to wait for."""
+
     def command(
         name: str,
-        wait: Wait = waits,
-        timeout: Timeout = 600,
         url: Url = envs.URL.default,
         token: Token = None,
         namespace: Namespace = "default",
@@ -231,17 +231,32 @@ def _lifecycle(action: str, doc: str, waits: bool) -> None:
     ) -> None:
         ep = Client(url, token, namespace).get_endpoint(name)
         getattr(ep, action.replace("-", "_"))()
-        if wait and action == "resume":
-            _wait(ep, timeout, as_json)
         _show(ep, as_json)
 
     command.__doc__ = doc
     endpoints_app.command(action)(exits_cleanly(command))
 
 
-_lifecycle("pause", "Stop every replica; requests get a 'paused' error until resume.", waits=False)
-_lifecycle("resume", "Start a paused or scaled-to-zero endpoint again.", waits=True)
-_lifecycle("scale-to-zero", "Stop every replica; the next request wakes the endpoint.", waits=False)
+_stopping_command("pause", "Stop every replica; requests get a 'paused' error until resume.")
+_stopping_command("scale-to-zero", "Stop every replica; the next request wakes the endpoint.")
+
+
+@endpoints_app.command("resume")
+@exits_cleanly
+def resume(
+    name: str,
+    wait: Wait = True,
+    timeout: Timeout = 600,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Start a paused or scaled-to-zero endpoint again."""
+    ep = Client(url, token, namespace).get_endpoint(name).resume()
+    if wait:
+        _wait(ep, timeout, as_json)
+    _show(ep, as_json)
 
 
 @endpoints_app.command("update")

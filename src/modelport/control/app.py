@@ -101,8 +101,6 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         summary="Inference Endpoints v2 API, and a gateway in front of every endpoint",
         lifespan=lifespan,
     )
-    app.state.loop = loop
-    app.state.store = store
     app.include_router(control_router(service, runtime, config.admin_token_hash))
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)

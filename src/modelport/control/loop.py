@@ -108,8 +108,9 @@ class ControlLoop:
                 self.table.withdraw(replica.id)
                 if replica.id not in self._stops:
                     self._stops[replica.id] = asyncio.create_task(self._stop(replica))
-        if self._stops:
-            await asyncio.gather(*self._stops.values(), return_exceptions=True)
+        pending = [*self._stops.values(), *self._background]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # -- steps ---------------------------------------------------------------------------
     def _load(self) -> tuple[list[EndpointRecord], list[ReplicaRecord]]:
