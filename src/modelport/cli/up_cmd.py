@@ -35,6 +35,13 @@ def up(
             help="Seconds a request waits for a starting endpoint; a request's X-Scale-Up-Timeout overrides."
         ),
     ] = 120.0,
+    private_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="CIDR that `private` endpoints accept callers from (repeat; an endpoint's "
+            "traffic.allowNetworks overrides). Default: loopback and the RFC 1918 ranges."
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
     ] = envs.LOG_LEVEL.default,
@@ -76,6 +83,15 @@ def up(
         bootstrap=bootstrap,
         hold_s=hold_timeout,
     )
+    if private_network:
+        from modelport.gateway.access import parse_networks
+
+        try:
+            parse_networks(private_network)
+        except ValueError as exc:
+            typer.echo(f"error: --private-network: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        config.private_networks = list(private_network)
     try:
         app = create_control_app(config)
     except StoreBusy as exc:

@@ -15,7 +15,6 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from modelport.control.admin_token import bearer_matches
 from modelport.control.hardware import local_hardware
 from modelport.control.service import ControlError, EndpointService
 from modelport.runtime.base import ReplicaHandle, Runtime
@@ -23,13 +22,23 @@ from modelport.runtime.base import ReplicaHandle, Runtime
 T = TypeVar("T")
 
 
-def control_router(service: EndpointService, runtime: Runtime, admin_token_hash: bytes) -> APIRouter:
+def admin_check(is_admin: Callable[[str | None], bool]) -> Callable[[Request], None]:
+    """A route dependency: the admin token or an admin-scoped API key, else 401."""
+
     def require_admin(request: Request) -> None:
-        if not bearer_matches(request.headers.get("authorization"), admin_token_hash):
+        if not is_admin(request.headers.get("authorization")):
             raise ControlError(
-                401, "unauthorized", "missing or invalid admin token: send Authorization: Bearer <token>"
+                401,
+                "unauthorized",
+                "missing or invalid admin credentials: send Authorization: Bearer <admin token or admin key>",
             )
 
+    return require_admin
+
+
+def control_router(
+    service: EndpointService, runtime: Runtime, require_admin: Callable[[Request], None]
+) -> APIRouter:
     router = APIRouter(prefix="/v2", dependencies=[Depends(require_admin)], tags=["endpoints"])
 
     async def call(fn: Callable[..., T], *args: Any) -> T:
@@ -41,7 +50,7 @@ def control_router(service: EndpointService, runtime: Runtime, admin_token_hash:
 
     @router.post("/endpoint/{namespace}", status_code=201, summary="Create an endpoint")
     async def create_endpoint(namespace: str, request: Request) -> JSONResponse:
-        body = await _json_body(request)
+        body = await json_body(request)
         return JSONResponse(await call(service.create, namespace, body), status_code=201)
 
     @router.get("/endpoint/{namespace}/{name}", summary="Get an endpoint")
@@ -52,7 +61,7 @@ def control_router(service: EndpointService, runtime: Runtime, admin_token_hash:
         "/endpoint/{namespace}/{name}", summary="Update an endpoint (partial; rolls out new revisions)"
     )
     async def update_endpoint(namespace: str, name: str, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
+        body = await json_body(request)
         return await call(service.update, namespace, name, body)
 
     @router.delete(
@@ -96,7 +105,7 @@ def control_router(service: EndpointService, runtime: Runtime, admin_token_hash:
     return router
 
 
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
     raw = await request.body()
     try:
         return json.loads(raw or b"null")

@@ -18,13 +18,21 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelport import __version__
-from modelport.control.api import control_router
+from modelport.control.api import admin_check, control_router
+from modelport.control.keys import KeyService, sync_keys
+from modelport.control.keys_api import keys_router
 from modelport.control.loop import ControlLoop, LoopSettings
 from modelport.control.service import ControlError, EndpointService
-from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway
+from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, parse_networks
+from modelport.gateway.keys import AuthError, KeyRing
+from modelport.gateway.limits import PERIODS, period_start
+from modelport.gateway.metrics import GatewayMetrics
+from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway, GatewaySettings
 from modelport.gateway.routing import RoutingTable
+from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware
 from modelport.runtime.base import Runtime
@@ -51,6 +59,9 @@ class ControlConfig:
     hold_s: float = (
         DEFAULT_HOLD_S  # how long a request waits for a starting endpoint (X-Scale-Up-Timeout overrides)
     )
+    keepalive_s: float = 5.0  # SSE keep-alive interval for streams held while an endpoint starts
+    # networks `private` endpoints accept callers from unless an endpoint lists its own
+    private_networks: list[str] = field(default_factory=lambda: list(DEFAULT_PRIVATE_NETWORKS))
     # endpoints (create payloads) made in namespace "default" at start-up unless they exist
     bootstrap: list[dict[str, Any]] = field(default_factory=list)
     loop: LoopSettings = field(default_factory=LoopSettings)
@@ -71,12 +82,26 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_connections=None)
     )
+    ring = KeyRing(config.admin_token_hash)
+    ring.replace(store.keys.list())
+    keys = KeyService(store, ring, utc_now)
+    usage_log = UsageLog(store.usage)
+
+    def is_admin(authorization: str | None) -> bool:
+        try:
+            return ring.authenticate(authorization, utc_now()).is_admin
+        except AuthError:
+            return False
 
     async def wake_up(namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):
             await asyncio.to_thread(service.wake, namespace, name)
 
-    gateway = Gateway(table, config.admin_token_hash, client, wake_up, config.hold_s)
+    settings = GatewaySettings(config.hold_s, config.keepalive_s, parse_networks(config.private_networks))
+    gateway = Gateway(
+        table, ring, client, wake_up, usage_log, GatewayMetrics(), settings, lambda _replica: loop.notify()
+    )
+    _seed_budgets(gateway, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,13 +109,17 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
             with contextlib.suppress(ControlError):  # already there (or its name clashes): keep it
                 await asyncio.to_thread(service.create, "default", body)
         task = asyncio.create_task(loop.run())
+        key_sync = asyncio.create_task(sync_keys(store, ring))
+        usage_log.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for background in (task, key_sync):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await loop.shutdown(stop_replicas=not config.keep_replicas_on_exit)
+            await usage_log.close()
             await client.aclose()
             await runtime.close()
             store.close()
@@ -101,7 +130,9 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         summary="Inference Endpoints v2 API, and a gateway in front of every endpoint",
         lifespan=lifespan,
     )
-    app.include_router(control_router(service, runtime, config.admin_token_hash))
+    require_admin = admin_check(is_admin)
+    app.include_router(control_router(service, runtime, require_admin))
+    app.include_router(keys_router(keys, require_admin))
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
 
@@ -117,6 +148,11 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    @app.get("/metrics", tags=["system"], summary="Gateway metrics (Prometheus; admin credentials)")
+    async def metrics(request: Request) -> Response:
+        require_admin(request)
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     app.add_route(
         "/endpoints/{namespace}/{name}", gateway.handle, methods=PROXY_METHODS, include_in_schema=False
     )
@@ -127,3 +163,14 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         include_in_schema=False,
     )
     return app
+
+
+def _seed_budgets(gateway: Gateway, store: Store) -> None:
+    """Budgets continue from the usage stored this period, so a restart does not reset them."""
+    now = utc_now()
+    budgeted = [k for k in store.keys.list() if k.token_budget is not None]
+    for period in PERIODS:
+        ids = {k.id for k in budgeted if k.budget_period == period}
+        if ids:
+            used = store.usage.tokens_since(period_start(period, now))
+            gateway.limiter.seed_budgets({k: used.get(k, 0) for k in ids}, period, now)

@@ -32,11 +32,13 @@ from modelport.control.reconcile import (
     plan,
     status_changes,
 )
-from modelport.gateway.routing import EndpointView, Route, RoutingTable
-from modelport.launchers.builtin import builtin_launch
+from modelport.gateway.access import parse_networks
+from modelport.gateway.routing import ALL_APIS, EndpointView, Route, RoutingTable
+from modelport.launchers.builtin import builtin_launch, served_apis
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
-from modelport.store.records import EndpointRecord, ReplicaRecord
+from modelport.spec.traffic import Traffic
+from modelport.store.records import EndpointRecord, ModelRevision, ReplicaRecord
 from modelport.store.repository import NotFound, Stale, Store
 
 log = logging.getLogger("modelport.control")
@@ -69,6 +71,7 @@ class ControlLoop:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops: dict[str, asyncio.Task[None]] = {}
+        self._revisions: dict[tuple[int, int], ModelRevision] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # -- driving -------------------------------------------------------------------------
@@ -312,6 +315,8 @@ class ControlLoop:
             ready = [r for r in replicas if r.endpoint_id == endpoint.id and r.phase == ReplicaPhase.READY]
             current = [r for r in ready if r.generation == endpoint.generation]
             serving = current or ready
+            revision = self._revision(endpoint.id, serving[0].generation if serving else endpoint.generation)
+            traffic = Traffic.model_validate(endpoint.traffic or {})
             views[(endpoint.namespace, endpoint.name)] = EndpointView(
                 namespace=endpoint.namespace,
                 name=endpoint.name,
@@ -323,5 +328,19 @@ class ControlLoop:
                     Route(r.id, self.runtime.address(ReplicaHandle.from_json(r.handle)), r.generation)
                     for r in serving
                 ),
+                task=revision.task if revision else None,
+                apis=served_apis(revision) if revision else ALL_APIS,
+                traffic=traffic,
+                networks=parse_networks(traffic.allow_networks),
             )
         self.table.publish(views)
+
+    def _revision(self, endpoint_id: int, generation: int) -> ModelRevision | None:
+        """A generation's model revision (immutable, so cached for the publish on every tick)."""
+        key = (endpoint_id, generation)
+        if key not in self._revisions:
+            try:
+                self._revisions[key] = self.store.get_revision(endpoint_id, generation)
+            except NotFound:
+                return None
+        return self._revisions[key]

@@ -29,6 +29,7 @@ def fields_from_spec(namespace: str, spec: EndpointSpec, intent: Intent = Intent
         vendor=spec.provider.vendor,
         region=spec.provider.region,
         tags=list(spec.tags),
+        traffic=spec.traffic.to_wire() if spec.traffic else None,
         intent=intent.value,
     )
 
@@ -79,6 +80,7 @@ def spec_from_records(endpoint: EndpointRecord, revision: ModelRevision) -> Endp
             },
             "provider": {"vendor": endpoint.vendor, "region": endpoint.region},
             "tags": endpoint.tags,
+            "traffic": endpoint.traffic,
         }
     )
 

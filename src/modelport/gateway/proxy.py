@@ -1,32 +1,46 @@
-"""The endpoint URL: an authenticated reverse proxy from `/endpoints/{ns}/{name}/...` to a replica.
+"""The endpoint URL: `/endpoints/{ns}/{name}/...`, an authenticated, metered reverse proxy.
 
-Order per request: find the endpoint in the routing table → check the token (unless the
-endpoint is public) → answer for an endpoint that cannot serve (paused, scaled to zero,
-failed, starting) → pick the least busy ready replica → forward and stream the answer back.
-A replica that refuses the connection or drops it before answering is skipped and the
-request goes to the next one (nothing has reached the client yet, and generation requests
-have no side effects), so a replica stopping during a rollout costs no request. The client's
-token is never forwarded to replicas. Errors are in the dialect of the route the client
-called (OpenAI under /v1, TGI/TEI elsewhere).
+Per request: access (type, key, scope, network) → the key's limits → traffic policy (overflow
+to another endpoint) → hold while the endpoint starts (waking a scaled-to-zero one; streams get
+SSE keep-alives meanwhile) → the endpoint's concurrency slot → the least busy ready replica →
+relay the answer chunk by chunk while metering its usage → one usage record. A replica that
+refuses the connection or drops it before answering is skipped for the next one (nothing has
+reached the client yet); one that fails mid-answer ends the stream with an error event and is
+taken out of rotation. A closed client connection closes the upstream one, which aborts the
+request in the engine. Errors use the dialect of the route called (OpenAI on /v1, TGI/TEI
+elsewhere). The client's key never reaches a replica, and no body text is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-import anyio
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
-from modelport.control.admin_token import bearer_matches
-from modelport.gateway.routing import EndpointView, RoutingTable
+from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, authorize, parse_networks
+from modelport.gateway.admission import AdmissionTable, QueueFull
+from modelport.gateway.keys import KeyRing, Principal
+from modelport.gateway.limits import Limiter
+from modelport.gateway.metering import Call, Meter, error_event, prepare
+from modelport.gateway.metrics import GatewayMetrics
+from modelport.gateway.relay import RelayedResponse
+from modelport.gateway.routing import EndpointView, IPNetwork, Route, RoutingTable
+from modelport.gateway.translation import Translation, plan
+from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import error_response
 from modelport.spec.endpoint import EndpointState, Intent
+from modelport.store.records import UsageRecord
 
 log = logging.getLogger("modelport.gateway")
 
@@ -43,51 +57,203 @@ HOP_BY_HOP = frozenset(
         "host",
         "content-length",
         "authorization",
+        "accept-encoding",
     }
 )
 RETRY_AFTER_S = 5
 MAX_HOLD_S = 600.0  # the longest a request may ask to be held while an endpoint starts
 DEFAULT_HOLD_S = 120.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_UNAVAILABLE = frozenset({502, 503, 504})
 
 WakeUp = Callable[[str, str], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class GatewaySettings:
+    hold_s: float = DEFAULT_HOLD_S
+    keepalive_s: float = 5.0  # SSE comment interval for streams held while an endpoint starts
+    private_networks: tuple[IPNetwork, ...] = parse_networks(DEFAULT_PRIVATE_NETWORKS)
+
+
+@dataclass
+class GatewayError(APIError):
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Exchange:
+    """One request's bookkeeping, from arrival to its usage record."""
+
+    request_id: str
+    namespace: str
+    endpoint: str
+    path: str
+    started: float
+    started_at: datetime
+    principal: Principal | None = None
+    served_by: str = ""
+    policy: str | None = None
+    route: Route | None = None
+    status: int = 0
+    first_byte_s: float | None = None
+    upstream: httpx.Response | None = None
+    meter: Meter | None = None
+    translation: Translation | None = None
+    releases: list[Callable[[], None]] = field(default_factory=list)
+    finished: bool = False
 
 
 class Gateway:
     def __init__(
         self,
         table: RoutingTable,
-        admin_token_hash: bytes,
+        keys: KeyRing,
         client: httpx.AsyncClient,
         wake_up: WakeUp,
-        hold_s: float = DEFAULT_HOLD_S,
+        usage: UsageLog,
+        metrics: GatewayMetrics,
+        settings: GatewaySettings | None = None,
+        on_replica_lost: Callable[[str], None] = lambda _replica_id: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.hold_s = hold_s
         self.table = table
-        self.admin_token_hash = admin_token_hash
+        self.keys = keys
         self.client = client
         self.wake_up = wake_up
+        self.usage = usage
+        self.metrics = metrics
+        self.settings = settings or GatewaySettings()
+        self.on_replica_lost = on_replica_lost
+        self.clock = clock
+        self.wall = wall
+        self.limiter = Limiter()
+        self.admissions = AdmissionTable()
 
+    # -- the request -------------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
         namespace = request.path_params["namespace"]
         name = request.path_params["name"]
         path = "/" + request.path_params.get("path", "")
+        given_id = request.headers.get("x-request-id")
+        ex = Exchange(
+            request_id=given_id if given_id and _REQUEST_ID.match(given_id) else uuid.uuid4().hex,
+            namespace=namespace,
+            endpoint=name,
+            path=path,
+            started=self.clock(),
+            started_at=self.wall(),
+            served_by=name,
+        )
         try:
-            view = self._servable(namespace, name, request.headers.get("authorization"))
-            body = await request.body()
-            if not view.routes:
-                hold_s = _hold_seconds(request.headers.get("x-scale-up-timeout"), self.hold_s)
-                view = await self._hold(view, hold_s)
-            return await self._forward(view, request, path, body)
+            view = self.table.get(namespace, name)
+            ex.principal = authorize(
+                view,
+                namespace,
+                name,
+                request.headers.get("authorization"),
+                request.client.host if request.client else None,
+                self.keys,
+                self.settings.private_networks,
+                ex.started_at,
+            )
+            assert view is not None  # authorize refuses unknown endpoints
+            self._admit(ex)
+            call = prepare(request.method, path, request.url.query, await request.body())
+            response = await self._serve(view, ex, call, request)
         except APIError as err:
-            return _error_response(err, path)
+            response = self._refuse(err, ex)
+        response.headers["x-request-id"] = ex.request_id
+        return response
 
-    def _servable(self, namespace: str, name: str, authorization: str | None) -> EndpointView:
-        view = self.table.get(namespace, name)
-        if view is None or view.intent == Intent.DELETING:
-            raise APIError(404, f"no endpoint {namespace}/{name}", code="endpoint_not_found")
-        if view.type.needs_token and not bearer_matches(authorization, self.admin_token_hash):
-            raise APIError(401, "missing or invalid token: send Authorization: Bearer <token>")
+    def _admit(self, ex: Exchange) -> None:
+        if ex.principal is None:
+            return
+        refusal = self.limiter.admit(ex.principal, ex.started, ex.started_at)
+        if refusal is not None:
+            self.metrics.refused.labels(ex.namespace, ex.endpoint, refusal.reason).inc()
+            raise GatewayError(
+                429,
+                f"{refusal.message}: retry in {refusal.retry_after_s} s",
+                code="insufficient_quota" if refusal.reason == "budget" else "rate_limit_exceeded",
+                error_type="overloaded",
+                headers={"retry-after": str(refusal.retry_after_s), f"x-ratelimit-limit-{refusal.reason}":
+                         str(refusal.limit), f"x-ratelimit-remaining-{refusal.reason}": "0"},
+            )  # fmt: skip
+
+    def _refuse(self, err: APIError, ex: Exchange) -> Response:
+        headers = dict(err.headers) if isinstance(err, GatewayError) else {}
+        if err.status == 503:
+            retryable = err.code not in ("endpoint_paused", "endpoint_failed")
+            headers["x-should-retry"] = "true" if retryable else "false"
+            if retryable:
+                headers["retry-after"] = str(RETRY_AFTER_S)
+        ex.status = err.status
+        if err.status in (401, 403, 404):
+            self.metrics.refused.labels(
+                ex.namespace, "-", str(err.status)
+            ).inc()  # no name: any may be probed
+        else:
+            self._finish(ex)
+        return error_response(ex.path, err, headers)
+
+    # -- policies and holding ----------------------------------------------------------------
+    async def _serve(self, view: EndpointView, ex: Exchange, call: Call, request: Request) -> Response:
+        target = self._overflow_target(view)
+        if target is not None:
+            self._rerouted(ex, view, target, "overflow")
+            return await self._serve_on(target, ex, call, request, fallback=None)
+        fallback = self._usable(view.traffic.fallback, view)
+        try:
+            return await self._serve_on(view, ex, call, request, fallback=fallback)
+        except APIError as err:
+            if fallback is None or err.status not in _UNAVAILABLE:
+                raise
+            self._rerouted(ex, view, fallback, "fallback")
+            return await self._serve_on(fallback, ex, call, request, fallback=None)
+
+    def _usable(self, name: str | None, origin: EndpointView) -> EndpointView | None:
+        if name is None:
+            return None
+        view = self.table.get(origin.namespace, name)
+        if view is None or view.intent in (Intent.PAUSED, Intent.DELETING):
+            return None
         return view
+
+    def _overflow_target(self, view: EndpointView) -> EndpointView | None:
+        overflow = view.traffic.overflow
+        if overflow is None:
+            return None
+        if self.admissions.of(view.namespace, view.name).outstanding <= overflow.queue_above:
+            return None
+        return self._usable(overflow.endpoint, view)
+
+    def _rerouted(self, ex: Exchange, origin: EndpointView, target: EndpointView, policy: str) -> None:
+        ex.served_by, ex.policy = target.name, policy
+        self.metrics.policy.labels(origin.namespace, origin.name, policy, target.name).inc()
+
+    async def _serve_on(
+        self, view: EndpointView, ex: Exchange, call: Call, request: Request, fallback: EndpointView | None
+    ) -> Response:
+        if not view.routes:
+            _refuse_if_down(view)
+            if fallback is not None:  # serve from the fallback now rather than hold; wake this one
+                if view.intent == Intent.SCALED_TO_ZERO:
+                    await self.wake_up(view.namespace, view.name)
+                raise APIError(
+                    503, f"{view.namespace}/{view.name} has no ready replica", code="no_ready_replica"
+                )
+            hold_s = _hold_seconds(request.headers.get("x-scale-up-timeout"), self.settings.hold_s)
+            if call.stream:
+                return self._held_stream(view, ex, call, request, hold_s)
+            view = await self._hold(view, hold_s)
+        upstream = await self._connect(view, ex, call, request, fallback is not None)
+        return self._relay(ex, call, upstream)
 
     async def _hold(self, view: EndpointView, hold_s: float) -> EndpointView:
         """Wait (up to hold_s) for a ready replica, waking a scaled-to-zero endpoint first."""
@@ -117,23 +283,93 @@ class Gateway:
             error_type="scaled_to_zero" if woke else None,
         )
 
-    async def _forward(self, view: EndpointView, request: Request, path: str, body: bytes) -> Response:
+    def _held_stream(
+        self, view: EndpointView, ex: Exchange, call: Call, request: Request, hold_s: float
+    ) -> Response:
+        """Answer a streaming request at once and keep it alive with SSE comments while the
+        endpoint starts; then relay the stream, or end it with an error event."""
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b": waiting for a replica\n\n"
+            hold = asyncio.ensure_future(self._hold(view, hold_s))
+            try:
+                while not (await asyncio.wait({hold}, timeout=self.settings.keepalive_s))[0]:
+                    yield b": keep-alive\n\n"
+                upstream = await self._connect(hold.result(), ex, call, request, can_fall_back=False)
+            except APIError as err:
+                ex.status = err.status
+                yield error_event(err, call.dialect)
+                return
+            finally:
+                hold.cancel()
+            if upstream.status_code >= 400:
+                ex.status = upstream.status_code
+                raw = await upstream.aread()
+                yield error_event(_upstream_error(upstream.status_code, raw), call.dialect)
+                return
+            async for chunk in self._relay_body(ex, call, upstream):
+                yield chunk
+
+        ex.status = 200
+        headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+        return RelayedResponse(body(), 200, headers, lambda: self._close(ex))
+
+    # -- forwarding --------------------------------------------------------------------------
+    async def _connect(
+        self, view: EndpointView, ex: Exchange, call: Call, request: Request, can_fall_back: bool
+    ) -> httpx.Response:
+        """Take the endpoint's concurrency slot and send the request to a replica; the answer's
+        status and headers have arrived when this returns. The slot and the replica's in-flight
+        count are released by `_finish`."""
+        traffic = view.traffic
+        admission = self.admissions.of(view.namespace, view.name)
+        try:
+            leave = await admission.enter(traffic.max_concurrent, traffic.max_queue)
+        except QueueFull:
+            self.metrics.refused.labels(view.namespace, view.name, "queue_full").inc()
+            raise GatewayError(
+                429,
+                f"endpoint {view.namespace}/{view.name} is at its limit of {traffic.max_concurrent} "
+                f"requests with {traffic.max_queue} waiting: retry shortly",
+                code="endpoint_busy",
+                error_type="overloaded",
+                headers={"retry-after": "1"},
+            ) from None
+        try:
+            translation = plan(call, view)
+            response, route, release = await self._send(view, ex, call, request, translation, can_fall_back)
+        except BaseException:
+            leave()
+            raise
+        ex.releases += [leave, release]
+        ex.route, ex.upstream, ex.translation = route, response, translation
+        ex.first_byte_s = self.clock() - ex.started
+        return response
+
+    async def _send(
+        self,
+        view: EndpointView,
+        ex: Exchange,
+        call: Call,
+        request: Request,
+        translation: Translation | None,
+        can_fall_back: bool,
+    ) -> tuple[httpx.Response, Route, Callable[[], None]]:
+        """Send to the least busy replica, the next one if it does not answer, and so on."""
+        path, body = (translation.path, translation.body) if translation else (call.path, call.body)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers += [("accept-encoding", "identity"), ("x-request-id", ex.request_id)]
         if request.client:
             headers.append(("x-forwarded-for", request.client.host))
         tried: set[str] = set()
         while (route := self.table.pick(view, frozenset(tried))) is not None:
             tried.add(route.replica_id)
-            upstream = self.client.build_request(
-                request.method,
-                route.address + path,
-                params=request.url.query,
-                content=body,
-                headers=headers,
+            upstream_request = self.client.build_request(
+                call.method, route.address + path, params=call.query, content=body, headers=headers
             )
             release = self.table.acquire(route.replica_id)
             try:
-                response = await self.client.send(upstream, stream=True)
+                response = await self.client.send(upstream_request, stream=True)
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ConnectTimeout) as exc:
                 release()
                 log.warning(
@@ -147,36 +383,112 @@ class Gateway:
             except BaseException:
                 release()
                 raise
-            return RelayedResponse(response, release)
+            if can_fall_back and response.status_code in _UNAVAILABLE:
+                await response.aclose()
+                release()
+                raise APIError(
+                    response.status_code, f"{view.namespace}/{view.name} answered {response.status_code}"
+                )
+            return response, route, release
         raise APIError(
             503,
             f"no replica of {view.namespace}/{view.name} answered: retry in a few seconds",
             code="no_ready_replica",
         )
 
+    def _relay(self, ex: Exchange, call: Call, upstream: httpx.Response) -> Response:
+        ex.status = upstream.status_code
+        sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
+        ex.meter = Meter(sse, call.strip_usage, dict(upstream.headers))
+        drop = HOP_BY_HOP if (ex.meter.modifies or ex.translation) else HOP_BY_HOP - {"content-length"}
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
+        if ex.translation is not None:
+            return ex.translation.response(
+                upstream, self._relay_body(ex, call, upstream), lambda: self._close(ex)
+            )
+        return RelayedResponse(self._relay_body(ex, call, upstream), upstream.status_code, headers,
+                               lambda: self._close(ex))  # fmt: skip
 
-class RelayedResponse(StreamingResponse):
-    """Streams a replica's answer to the client; always closes the upstream response and ends
-    the in-flight count, whether the body finished, the client went away or it never started."""
-
-    def __init__(self, upstream: httpx.Response, release: Callable[[], None]) -> None:
-        # content-length is kept: the raw (still encoded) bytes are relayed as they are
-        headers = {
-            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP - {"content-length"}
-        }
-        super().__init__(upstream.aiter_raw(), status_code=upstream.status_code, headers=headers)
-        self.upstream = upstream
-        self.release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _relay_body(self, ex: Exchange, call: Call, upstream: httpx.Response) -> AsyncIterator[bytes]:
+        if ex.meter is None:
+            sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
+            ex.meter = Meter(sse, call.strip_usage, dict(upstream.headers))
+        meter = ex.meter
         try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # shielded: after a disconnect this runs in a cancelled scope, and closing the upstream
-            # connection is what tells the engine to abort the request
-            with anyio.CancelScope(shield=True):
-                await self.upstream.aclose()
-            self.release()
+            async for chunk in upstream.aiter_raw():
+                out = meter.feed(chunk)
+                if out:
+                    yield out
+            tail = meter.finish()
+            if tail:
+                yield tail
+        except httpx.TransportError as exc:
+            self._replica_lost(ex, exc)
+            if not meter.sse:
+                raise  # a JSON body cannot be ended cleanly: the client sees a truncated answer
+            err = APIError(
+                502, "the replica serving this request failed mid-answer; the answer is incomplete: retry"
+            )
+            yield error_event(err, call.dialect)
+
+    def _replica_lost(self, ex: Exchange, exc: Exception) -> None:
+        ex.status = 502
+        if ex.route is None:
+            return
+        log.warning(
+            "replica %s failed mid-answer (%s); out of rotation", ex.route.replica_id[:8], type(exc).__name__
+        )
+        self.metrics.replica_lost.labels(ex.namespace, ex.served_by).inc()
+        self.table.withdraw(ex.route.replica_id)
+        self.on_replica_lost(ex.route.replica_id)
+
+    # -- the end of every admitted request ---------------------------------------------------
+    async def _close(self, ex: Exchange) -> None:
+        if ex.upstream is not None:
+            await ex.upstream.aclose()
+        self._finish(ex)
+
+    def _finish(self, ex: Exchange) -> None:
+        """Release the slot and in-flight counts; meter, charge and record the request. Once."""
+        if ex.finished:
+            return
+        ex.finished = True
+        for release in ex.releases:
+            release()
+        now = self.clock()
+        latency = now - ex.started
+        meter = ex.meter
+        prompt = meter.prompt_tokens if meter else 0
+        completion = meter.completion_tokens if meter else 0
+        if ex.principal is not None:
+            self.limiter.charge(ex.principal, prompt + completion, now, self.wall())
+        labels = (ex.namespace, ex.endpoint)
+        self.metrics.requests.labels(*labels, ex.served_by, str(ex.status)).inc()
+        self.metrics.latency.labels(*labels).observe(latency)
+        if ex.first_byte_s is not None:
+            self.metrics.first_byte.labels(*labels).observe(ex.first_byte_s)
+        if prompt:
+            self.metrics.tokens.labels(*labels, "prompt").inc(prompt)
+        if completion:
+            self.metrics.tokens.labels(*labels, "completion").inc(completion)
+        self.usage.record(
+            UsageRecord(
+                request_id=ex.request_id,
+                key_id=ex.principal.key_id if ex.principal else None,
+                namespace=ex.namespace,
+                endpoint=ex.endpoint,
+                served_by=ex.served_by,
+                policy=ex.policy,
+                replica_id=ex.route.replica_id if ex.route else None,
+                path=ex.path[:256],
+                status=ex.status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                latency_ms=latency * 1000,
+                first_byte_ms=ex.first_byte_s * 1000 if ex.first_byte_s is not None else None,
+                started_at=ex.started_at,
+            )
+        )
 
 
 def _refuse_if_down(view: EndpointView) -> None:
@@ -202,11 +514,16 @@ def _hold_seconds(header: str | None, default_s: float) -> float:
     return min(max(value, 0.0), MAX_HOLD_S)
 
 
-def _error_response(err: APIError, path: str) -> Response:
-    headers: dict[str, str] = {}
-    if err.status == 503:
-        retryable = err.code not in ("endpoint_paused", "endpoint_failed")
-        headers["x-should-retry"] = "true" if retryable else "false"
-        if retryable:
-            headers["retry-after"] = str(RETRY_AFTER_S)
-    return error_response(path, err, headers)
+def _upstream_error(status: int, raw: bytes) -> APIError:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    message = f"the replica answered {status}"
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            message = inner["message"]
+        elif isinstance(inner, str):
+            message = inner
+    return APIError(status, message)

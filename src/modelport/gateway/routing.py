@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
+from modelport.spec.traffic import Traffic
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+ALL_APIS = frozenset({"openai", "tgi", "tei"})  # what modelport's own engine serves
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,10 @@ class EndpointView:
     state: EndpointState
     message: str
     routes: tuple[Route, ...] = ()
+    task: str | None = "text-generation"
+    apis: frozenset[str] = ALL_APIS  # the APIs the serving engine has; the rest are translated
+    traffic: Traffic = field(default_factory=Traffic)
+    networks: tuple[IPNetwork, ...] = ()  # a private endpoint's own allow-list (empty: the default)
 
 
 @dataclass

@@ -33,3 +33,13 @@ def builtin_launch(replica_id: str, served_name: str, revision: ModelRevision) -
         env={**revision.env, **revision.secrets},
         health_path=HEALTH_PATH,
     )
+
+
+def served_apis(revision: ModelRevision) -> frozenset[str]:
+    """The APIs a replica of this revision answers; the gateway translates requests for others."""
+    args = revision.args
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--api" and i + 1 < len(args) else arg.removeprefix("--api=")
+        if arg.startswith("--api") and value == "openai":
+            return frozenset({"openai"})
+    return frozenset({"openai", "tgi", "tei"})

@@ -16,7 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+from modelport.spec.names import NAME_PATTERN
+from modelport.spec.traffic import Traffic
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Arguments the control plane sets itself: a user value would break routing or naming.
 RESERVED_ENGINE_ARGS = ("--host", "--port", "--served-model-name")
@@ -198,6 +200,16 @@ class EndpointSpec(_Wire):
     model: ModelSpec
     provider: Provider = Field(default_factory=Provider)
     tags: list[str] = Field(default_factory=list)
+    traffic: Traffic | None = None
+
+    @model_validator(mode="after")
+    def _policies_point_elsewhere(self) -> EndpointSpec:
+        if self.traffic is not None:
+            if self.traffic.overflow is not None and self.traffic.overflow.endpoint == self.name:
+                raise ValueError("traffic.overflow.endpoint must name another endpoint")
+            if self.traffic.fallback == self.name:
+                raise ValueError("traffic.fallback must name another endpoint")
+        return self
 
     def to_wire(self, *, redact_secrets: bool = True) -> dict[str, Any]:
         data = self.model_dump(by_alias=True, mode="json")
@@ -224,6 +236,8 @@ def merge_update(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, An
                 else:
                     model[mkey] = mvalue
             out[key] = model
+        elif key == "traffic" and isinstance(value, dict):
+            out[key] = {**(current.get("traffic") or {}), **value}
         elif key == "compute" and isinstance(value, dict):
             compute = dict(current.get("compute", {}))
             for ckey, cvalue in value.items():

@@ -39,6 +39,7 @@ class EndpointFields:
     vendor: str
     region: str
     tags: list[str]
+    traffic: dict[str, Any] | None  # the spec's gateway settings (networks, concurrency, policies)
     intent: str  # what the user asked: active | paused | scaledToZero | deleting
 
 
@@ -71,3 +72,40 @@ class ReplicaRecord:
     started_at: datetime
     ready_at: datetime | None
     exited_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    name: str
+    secret_hash: str  # sha256 hex; the secret itself is shown once and never stored
+    scopes: list[str]  # inference | admin
+    endpoints: list[str]  # patterns: "ns/name", "ns/*", "*"
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    token_budget: int | None
+    budget_period: str  # hour | day | month
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rotated_to: str | None
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One request through the gateway, as metered (never any prompt or completion text)."""
+
+    request_id: str
+    key_id: str | None
+    namespace: str
+    endpoint: str
+    served_by: str
+    policy: str | None
+    replica_id: str | None
+    path: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    first_byte_ms: float | None
+    started_at: datetime

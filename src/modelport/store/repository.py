@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +22,18 @@ from sqlalchemy.engine import Connection, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
 from modelport.store import tables
+from modelport.store.errors import AlreadyExists, NotFound, Stale, StoreBusy, StoreError
+from modelport.store.keys import KeyStore
 from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord
+from modelport.store.times import utc as _utc
+from modelport.store.usage import UsageStore
+
+__all__ = ["AlreadyExists", "NotFound", "Stale", "Store", "StoreBusy", "StoreError"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_KEY = 0x6D6F64656C706F72  # "modelpor": the advisory lock id of the control plane
 _ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(EndpointRecord)}
 _IMMUTABLE = {"id", "namespace", "name", "created_at"}
-
-
-class StoreError(Exception):
-    pass
-
-
-class NotFound(StoreError):
-    pass
-
-
-class AlreadyExists(StoreError):
-    pass
-
-
-class StoreBusy(StoreError):
-    """Another control plane already works on this store."""
-
-
-class Stale(StoreError):
-    """The row changed since the caller read it (a conditional update did nothing)."""
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite keeps no timezone: every stored time is UTC, so put it back on read
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def migrate(engine: Engine) -> None:
@@ -68,6 +47,8 @@ def migrate(engine: Engine) -> None:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.keys = KeyStore(engine)
+        self.usage = UsageStore(engine)
         self._claim: Connection | int | None = None  # what holds the control-plane lock
 
     def claim(self) -> None:

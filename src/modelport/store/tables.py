@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -34,6 +36,7 @@ endpoints = Table(
     Column("vendor", String(64), nullable=False),
     Column("region", String(64), nullable=False),
     Column("tags", JSON, nullable=False),
+    Column("traffic", JSON, nullable=True),  # gateway settings: networks, concurrency, overflow, fallback
     Column("intent", String(16), nullable=False),
     Column("generation", Integer, nullable=False),
     Column("good_generation", Integer, nullable=False),
@@ -80,4 +83,42 @@ replicas = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("ready_at", DateTime(timezone=True), nullable=True),
     Column("exited_at", DateTime(timezone=True), nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),  # public: the key's prefix is mp_<id>
+    Column("name", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # sha256 hex of the secret; the secret is never kept
+    Column("scopes", JSON, nullable=False),
+    Column("endpoints", JSON, nullable=False),
+    Column("requests_per_minute", Integer, nullable=True),
+    Column("tokens_per_minute", Integer, nullable=True),
+    Column("token_budget", BigInteger, nullable=True),
+    Column("budget_period", String(8), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("rotated_to", String(16), nullable=True),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("key_id", String(16), nullable=True, index=True),
+    Column("namespace", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("served_by", String(64), nullable=False),  # the endpoint that answered (differs on overflow)
+    Column("policy", String(16), nullable=True),  # overflow | fallback when a traffic policy rerouted
+    Column("replica_id", String(32), nullable=True),
+    Column("path", String(256), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("first_byte_ms", Float, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, index=True),
 )

@@ -1,0 +1,73 @@
+"""Usage records: one row per request through the gateway, and the sums the API reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+from modelport.store import tables
+from modelport.store.records import UsageRecord
+
+_t = tables.usage_records
+
+
+class UsageStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, records: Sequence[UsageRecord]) -> None:
+        """Insert a batch in one transaction (the gateway flushes a few times a second)."""
+        if not records:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(_t), [dataclasses.asdict(r) for r in records])
+
+    def by_endpoint(self, key_id: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Requests and tokens per (namespace, endpoint served), optionally for one key / since a time."""
+        query = select(
+            _t.c.namespace,
+            _t.c.served_by,
+            func.count().label("requests"),
+            func.coalesce(func.sum(_t.c.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(_t.c.completion_tokens), 0).label("completion_tokens"),
+        ).group_by(_t.c.namespace, _t.c.served_by)
+        if key_id is not None:
+            query = query.where(_t.c.key_id == key_id)
+        if since is not None:
+            query = query.where(_t.c.started_at >= since)
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "namespace": row.namespace,
+                    "name": row.served_by,
+                    "requests": int(row.requests),
+                    "prompt_tokens": int(row.prompt_tokens),
+                    "completion_tokens": int(row.completion_tokens),
+                }
+                for row in conn.execute(query.order_by(_t.c.namespace, _t.c.served_by))
+            ]
+
+    def tokens_since(self, since: datetime) -> dict[str, int]:
+        """Tokens (in + out) per key since a time: what a restarted gateway's budgets start from."""
+        query = (
+            select(_t.c.key_id, func.sum(_t.c.prompt_tokens + _t.c.completion_tokens).label("tokens"))
+            .where(_t.c.started_at >= since, _t.c.key_id.is_not(None))
+            .group_by(_t.c.key_id)
+        )
+        with self.engine.connect() as conn:
+            return {row.key_id: int(row.tokens or 0) for row in conn.execute(query)}
+
+    def records(self, key_id: str | None = None, limit: int = 1000) -> list[UsageRecord]:
+        query = select(_t).order_by(_t.c.id.desc()).limit(limit)
+        if key_id is not None:
+            query = query.where(_t.c.key_id == key_id)
+        names = {f.name for f in dataclasses.fields(UsageRecord)}
+        with self.engine.connect() as conn:
+            return [
+                UsageRecord(**{k: v for k, v in row.items() if k in names})
+                for row in conn.execute(query).mappings()
+            ]
