@@ -41,11 +41,17 @@ def serve(
     any_model_name: Annotated[
         bool, typer.Option(help="Accept any model id in requests (the endpoint URL already names the model).")
     ] = False,
+    api: Annotated[
+        str, typer.Option(help="all (OpenAI, TGI, TEI) or openai (only /v1/*, like vLLM or llama.cpp).")
+    ] = "all",
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
     ] = envs.LOG_LEVEL.default,
 ) -> None:
     """Serve one model on HTTP (OpenAI /v1/*, TGI /generate, TEI /embed, /health, /metrics)."""
+    if api not in ("all", "openai"):
+        typer.echo(f"error: --api must be all or openai, not {api!r}", err=True)
+        raise typer.Exit(code=2)
     envs.apply_process_defaults()  # before torch is imported
     import uvicorn
 
@@ -74,7 +80,7 @@ def serve(
     except (ModelLoadError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    app = create_app(state)
+    app = create_app(state, api)
     typer.echo(
         f"modelport: serving {state.model_name} on http://{host}:{port} (OpenAI: http://{host}:{port}/v1)",
         err=True,

@@ -307,7 +307,10 @@ class Gateway:
                 raw = await upstream.aread()
                 yield error_event(_upstream_error(upstream.status_code, raw), call.dialect)
                 return
-            async for chunk in self._relay_body(ex, call, upstream):
+            chunks = self._relay_body(ex, call, upstream)
+            if ex.translation is not None:
+                chunks = ex.translation.events(chunks)
+            async for chunk in chunks:
                 yield chunk
 
         ex.status = 200

@@ -82,6 +82,7 @@ def create_payload(
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     tags: list[str] | None = None,
+    traffic: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     model_part: dict[str, Any] = {
         "repository": _absolute(model),
@@ -105,6 +106,7 @@ def create_payload(
         },
         "model": model_part,
         "tags": tags or [],
+        **({"traffic": traffic} if traffic else {}),
     }
 
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,7 +26,8 @@ from modelport.server.state import ServerState
 log = logging.getLogger("modelport.server")
 
 
-def create_app(state: ServerState) -> FastAPI:
+def create_app(state: ServerState, api: str = "all") -> FastAPI:
+    """api "openai" serves only /v1/* (plus /health and /metrics), as vLLM or llama.cpp do."""
     app = FastAPI(title="modelport engine server", version=__version__)
     app.state.mp = state
 
@@ -81,8 +82,9 @@ def create_app(state: ServerState) -> FastAPI:
             body += generate_latest(state.embedder.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(openai_routes.router)
-    app.include_router(embed_routes.router)
-    app.include_router(tgi_routes.router)
+    for router in (openai_routes.router, embed_routes.router, tgi_routes.router):
+        if api == "openai":
+            router = APIRouter(routes=[r for r in router.routes if getattr(r, "path", "").startswith("/v1/")])
+        app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     return app
