@@ -122,8 +122,9 @@ def update_payload(
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     tags: list[str] | None = None,
+    traffic: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A partial PUT body: only what was given."""
+    """A partial PUT body: only what was given (traffic merges key by key; None removes a key)."""
     model_part = {
         key: value
         for key, value in {
@@ -152,6 +153,8 @@ def update_payload(
         payload["compute"] = {"scaling": scaling}
     if tags is not None:
         payload["tags"] = tags
+    if traffic is not None:
+        payload["traffic"] = traffic
     return payload
 
 
