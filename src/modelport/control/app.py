@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,6 +31,7 @@ from modelport.gateway.limits import PERIODS, period_start
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway, GatewaySettings
 from modelport.gateway.routing import RoutingTable
+from modelport.gateway.upstream import Upstream
 from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware
@@ -79,9 +79,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     loop = ControlLoop(store, runtime, table, utc_now, config.loop)
     base = config.public_url.rstrip("/")
     service = EndpointService(store, lambda ns, name: f"{base}/endpoints/{ns}/{name}", loop.notify, utc_now)
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_connections=None)
-    )
+    client = Upstream()
     ring = KeyRing(config.admin_token_hash)
     ring.replace(store.keys.list())
     keys = KeyService(store, ring, utc_now)
@@ -120,7 +118,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
                     await background
             await loop.shutdown(stop_replicas=not config.keep_replicas_on_exit)
             await usage_log.close()
-            await client.aclose()
+            await client.close()
             await runtime.close()
             store.close()
 

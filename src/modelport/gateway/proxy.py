@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,6 +35,7 @@ from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView, IPNetwork, Route, RoutingTable
 from modelport.gateway.translation import Translation, plan
+from modelport.gateway.upstream import BrokenAnswer, NotAnswered, Upstream, UpstreamResponse
 from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import error_response
@@ -101,7 +101,7 @@ class Exchange:
     route: Route | None = None
     status: int = 0
     first_byte_s: float | None = None
-    upstream: httpx.Response | None = None
+    upstream: UpstreamResponse | None = None
     meter: Meter | None = None
     translation: Translation | None = None
     releases: list[Callable[[], None]] = field(default_factory=list)
@@ -113,7 +113,7 @@ class Gateway:
         self,
         table: RoutingTable,
         keys: KeyRing,
-        client: httpx.AsyncClient,
+        client: Upstream,
         wake_up: WakeUp,
         usage: UsageLog,
         metrics: GatewayMetrics,
@@ -304,7 +304,7 @@ class Gateway:
                 hold.cancel()
             if upstream.status_code >= 400:
                 ex.status = upstream.status_code
-                raw = await upstream.aread()
+                raw = await upstream.read()
                 yield error_event(_upstream_error(upstream.status_code, raw), call.dialect)
                 return
             chunks = self._relay_body(ex, call, upstream)
@@ -320,7 +320,7 @@ class Gateway:
     # -- forwarding --------------------------------------------------------------------------
     async def _connect(
         self, view: EndpointView, ex: Exchange, call: Call, request: Request, can_fall_back: bool
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """Take the endpoint's concurrency slot and send the request to a replica; the answer's
         status and headers have arrived when this returns. The slot and the replica's in-flight
         count are released by `_finish`."""
@@ -357,7 +357,7 @@ class Gateway:
         request: Request,
         translation: Translation | None,
         can_fall_back: bool,
-    ) -> tuple[httpx.Response, Route, Callable[[], None]]:
+    ) -> tuple[UpstreamResponse, Route, Callable[[], None]]:
         """Send to the least busy replica, the next one if it does not answer, and so on."""
         path, body = (translation.path, translation.body) if translation else (call.path, call.body)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
@@ -367,27 +367,26 @@ class Gateway:
         tried: set[str] = set()
         while (route := self.table.pick(view, frozenset(tried))) is not None:
             tried.add(route.replica_id)
-            upstream_request = self.client.build_request(
-                call.method, route.address + path, params=call.query, content=body, headers=headers
-            )
             release = self.table.acquire(route.replica_id)
             try:
-                response = await self.client.send(upstream_request, stream=True)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ConnectTimeout) as exc:
+                response = await self.client.send(
+                    call.method, route.address + path, call.query, body, headers
+                )
+            except NotAnswered as exc:
                 release()
                 log.warning(
                     "replica %s of %s/%s did not answer (%s); trying another",
                     route.replica_id[:8],
                     view.namespace,
                     view.name,
-                    type(exc).__name__,
+                    exc,
                 )
                 continue
             except BaseException:
                 release()
                 raise
             if can_fall_back and response.status_code in _UNAVAILABLE:
-                await response.aclose()
+                await response.close()
                 release()
                 raise APIError(
                     response.status_code, f"{view.namespace}/{view.name} answered {response.status_code}"
@@ -399,10 +398,10 @@ class Gateway:
             code="no_ready_replica",
         )
 
-    def _relay(self, ex: Exchange, call: Call, upstream: httpx.Response) -> Response:
+    def _relay(self, ex: Exchange, call: Call, upstream: UpstreamResponse) -> Response:
         ex.status = upstream.status_code
         sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
-        ex.meter = Meter(sse, call.strip_usage, dict(upstream.headers))
+        ex.meter = Meter(sse, call.strip_usage, upstream.headers)
         drop = HOP_BY_HOP if (ex.meter.modifies or ex.translation) else HOP_BY_HOP - {"content-length"}
         headers = {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
         if ex.translation is not None:
@@ -412,20 +411,20 @@ class Gateway:
         return RelayedResponse(self._relay_body(ex, call, upstream), upstream.status_code, headers,
                                lambda: self._close(ex))  # fmt: skip
 
-    async def _relay_body(self, ex: Exchange, call: Call, upstream: httpx.Response) -> AsyncIterator[bytes]:
+    async def _relay_body(self, ex: Exchange, call: Call, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
         if ex.meter is None:
             sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
-            ex.meter = Meter(sse, call.strip_usage, dict(upstream.headers))
+            ex.meter = Meter(sse, call.strip_usage, upstream.headers)
         meter = ex.meter
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in upstream.chunks():
                 out = meter.feed(chunk)
                 if out:
                     yield out
             tail = meter.finish()
             if tail:
                 yield tail
-        except httpx.TransportError as exc:
+        except BrokenAnswer as exc:
             self._replica_lost(ex, exc)
             if not meter.sse:
                 raise  # a JSON body cannot be ended cleanly: the client sees a truncated answer
@@ -448,7 +447,7 @@ class Gateway:
     # -- the end of every admitted request ---------------------------------------------------
     async def _close(self, ex: Exchange) -> None:
         if ex.upstream is not None:
-            await ex.upstream.aclose()
+            await ex.upstream.close()
         self._finish(ex)
 
     def _finish(self, ex: Exchange) -> None:

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from starlette.responses import Response
 
 from modelport.gateway.metering import Call
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView
+from modelport.gateway.upstream import UpstreamResponse
 from modelport.protocol.errors import APIError, Dialect, render, tgi_status
 
 GENERATE_PATHS = frozenset({"/", "/generate", "/generate_stream"})
@@ -55,7 +55,7 @@ class Translation:
     seed: int | None = None
 
     def response(
-        self, upstream: httpx.Response, body: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]
+        self, upstream: UpstreamResponse, body: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]
     ) -> Response:
         if upstream.status_code >= 400:
             status = tgi_status(APIError(upstream.status_code, ""))

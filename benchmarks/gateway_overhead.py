@@ -1,0 +1,215 @@
+"""What the gateway costs: the same replica measured directly and through its endpoint URL.
+
+    python benchmarks/gateway_overhead.py [MODEL_DIR] [--concurrency 64] [--requests 640]
+        [--rounds 3] [--output-tokens 16] [--prompt-tokens 32] [--no-stream] [--out DIR]
+
+Starts `modelport up --no-demo`, creates one endpoint on MODEL_DIR (default: the offline tiny
+demo model, whose engine is fast, so the gateway's share shows), creates an API key (so every
+gateway request pays for authentication, limits and metering), then alternates direct and
+gateway runs of modelport's load generator at the same concurrency, `--rounds` times each.
+Reports per-round and median p50 latency, TTFT and throughput, the added p50 latency and the
+throughput ratio, and a chunking probe: SSE events per network read, direct vs gateway (equal
+means the gateway adds no batching). Writes DIR/gateway_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from modelport.bench.config import Endpoint, LoadConfig
+from modelport.bench.loadgen import run_load
+from modelport.bench.process import ManagedServer, free_port
+from modelport.bench.result import BenchResult
+
+ROOT = Path(__file__).resolve().parent.parent
+console = Console(stderr=True)
+
+
+def replica_port(up_pid: int) -> int:
+    for child in psutil.Process(up_pid).children(recursive=True):
+        cmd = child.cmdline()
+        if "serve" in cmd and "--port" in cmd:
+            return int(cmd[cmd.index("--port") + 1])
+    raise RuntimeError("no replica process found under modelport up")
+
+
+def wait_running(api: httpx.Client, name: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = api.get(f"/v2/endpoint/default/{name}").json()["status"]
+        if status["state"] == "running":
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"endpoint {name} not running after {timeout_s} s")
+
+
+async def chunking_probe(url: str, headers: dict[str, str], streams: int, tokens: int) -> float:
+    """Mean SSE events per network read over `streams` sequential streams."""
+    reads = events = 0
+    body = {"model": "bench", "prompt": "hello", "max_tokens": tokens, "ignore_eos": True, "stream": True}
+    async with httpx.AsyncClient(timeout=120) as client:
+        for _ in range(streams):
+            async with client.stream("POST", f"{url}/v1/completions", json=body, headers=headers) as r:
+                async for chunk in r.aiter_raw():
+                    reads += 1
+                    events += chunk.count(b"data:")
+    return events / reads if reads else 0.0
+
+
+def summary(result: BenchResult) -> dict[str, Any]:
+    e2e, ttft = result.e2e, result.ttft
+    return {
+        "ok": len(result.ok),
+        "failed": len(result.failed),
+        "p50_ms": e2e.p50 * 1000 if e2e else None,
+        "p95_ms": e2e.p95 * 1000 if e2e else None,
+        "ttft_p50_ms": ttft.p50 * 1000 if ttft else None,
+        "requests_per_s": result.request_throughput,
+        "tokens_per_s": result.output_throughput,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", nargs="?", type=Path)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=640)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output-tokens", type=int, default=16)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--no-stream", action="store_true")
+    parser.add_argument(
+        "--engine-env", action="append", default=[], metavar="K=V", help="replica environment (repeatable)"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results" / "gateway")
+    args = parser.parse_args()
+
+    data = Path(tempfile.mkdtemp(prefix="mp-gw-bench-"))
+    model = args.model
+    if model is None:
+        from modelport.models.demo import ensure_demo_model
+
+        model = ensure_demo_model(ROOT / ".bench" / "tiny")
+    port = free_port()
+    env = {**os.environ, "MODELPORT_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
+    up = ManagedServer(
+        "modelport-up",
+        [
+            sys.executable,
+            "-m",
+            "modelport.cli.main",
+            "up",
+            "--no-demo",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        f"http://127.0.0.1:{port}/health",
+        args.out / "logs" / "up.log",
+        env=env,
+    )
+    results: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
+    with up:
+        token = (data / "admin-token").read_text().strip()
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"Bearer {token}"})
+        created = api.post(
+            "/v2/endpoint/default", json={"name": "bench", "model": {"repository": str(model)}}
+        )
+        created.raise_for_status()
+        wait_running(api, "bench")
+        key = api.post("/v2/keys", json={"name": "bench"}).json()["key"]
+        assert up.proc is not None
+        targets = {
+            "direct": (f"http://127.0.0.1:{replica_port(up.proc.pid)}", None),
+            "gateway": (f"http://127.0.0.1:{port}/endpoints/default/bench", key),
+        }
+        for round_index in range(args.rounds):
+            order = ["direct", "gateway"] if round_index % 2 == 0 else ["gateway", "direct"]
+            for name in order:
+                url, api_key = targets[name]
+                config = LoadConfig(
+                    url=url,
+                    model="bench",
+                    api_key=api_key,
+                    concurrency=args.concurrency,
+                    num_requests=args.requests,
+                    prompt_tokens=args.prompt_tokens,
+                    output_tokens=args.output_tokens,
+                    stream=not args.no_stream,
+                    endpoint=Endpoint.completions,
+                    warmup=args.concurrency,
+                )
+                result = summary(asyncio.run(run_load(config)))
+                results[name].append(result)
+                console.print(f"round {round_index + 1} {name:8s} {json.dumps(result)}")
+        chunking = {
+            name: asyncio.run(
+                chunking_probe(url, {"authorization": f"Bearer {k}"} if k else {}, streams=8, tokens=64)
+            )
+            for name, (url, k) in targets.items()
+        }
+
+    def med(name: str, field: str) -> float:
+        return statistics.median(r[field] for r in results[name])
+
+    added = [g["p50_ms"] - d["p50_ms"] for d, g in zip(results["direct"], results["gateway"], strict=True)]
+    ratio = [
+        g["requests_per_s"] / d["requests_per_s"]
+        for d, g in zip(results["direct"], results["gateway"], strict=True)
+    ]
+    report = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "settings": vars(args) | {"model": str(model), "out": str(args.out)},
+        "rounds": results,
+        "median": {
+            "direct_p50_ms": med("direct", "p50_ms"),
+            "gateway_p50_ms": med("gateway", "p50_ms"),
+            "added_p50_ms": statistics.median(added),
+            "direct_rps": med("direct", "requests_per_s"),
+            "gateway_rps": med("gateway", "requests_per_s"),
+            "throughput_ratio": statistics.median(ratio),
+        },
+        "sse_events_per_read": chunking,
+    }  # fmt: skip
+    table = Table(title=f"gateway vs direct, {args.concurrency} concurrent, {args.rounds} rounds (medians)")
+    for column in ("", "p50 ms", "TTFT p50 ms", "req/s", "tok/s", "SSE events/read"):
+        table.add_column(column, justify="right")
+    for name in ("direct", "gateway"):
+        table.add_row(
+            name,
+            f"{med(name, 'p50_ms'):.2f}",
+            f"{med(name, 'ttft_p50_ms'):.2f}" if results[name][0]["ttft_p50_ms"] is not None else "-",
+            f"{med(name, 'requests_per_s'):.1f}",
+            f"{med(name, 'tokens_per_s'):.0f}",
+            f"{chunking[name]:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"added p50: {report['median']['added_p50_ms']:.2f} ms (rounds: {', '.join(f'{a:.2f}' for a in added)}); "
+        f"throughput gateway/direct: {report['median']['throughput_ratio']:.3f}"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gateway_overhead.json").write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {args.out / 'gateway_overhead.json'}")
+
+
+if __name__ == "__main__":
+    main()
