@@ -81,6 +81,7 @@ def summary(result: BenchResult) -> dict[str, Any]:
         "ttft_p50_ms": ttft.p50 * 1000 if ttft else None,
         "requests_per_s": result.request_throughput,
         "tokens_per_s": result.output_throughput,
+        "errors": result.error_counts(),
     }
 
 
@@ -107,6 +108,7 @@ def main() -> None:
         from modelport.models.demo import ensure_demo_model
 
         model = ensure_demo_model(ROOT / ".bench" / "tiny")
+    model = model.resolve()
     port = free_port()
     env = {**os.environ, "MODELPORT_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
     up = ManagedServer(
@@ -157,7 +159,17 @@ def main() -> None:
                     endpoint=Endpoint.completions,
                     warmup=args.concurrency,
                 )
+                gateway_process = psutil.Process(up.proc.pid)
+                cpu_before = sum(gateway_process.cpu_times()[:2])
+                started = time.monotonic()
                 result = summary(asyncio.run(run_load(config)))
+                # CPU seconds `modelport up` used per timed+warmup request (direct runs: its background)
+                result["up_cpu_ms_per_request"] = (
+                    (sum(gateway_process.cpu_times()[:2]) - cpu_before)
+                    * 1000
+                    / (args.requests + args.concurrency)
+                )
+                result["wall_s"] = time.monotonic() - started
                 results[name].append(result)
                 console.print(f"round {round_index + 1} {name:8s} {json.dumps(result)}")
         chunking = {
@@ -176,7 +188,8 @@ def main() -> None:
         for d, g in zip(results["direct"], results["gateway"], strict=True)
     ]
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version()},
         "settings": vars(args) | {"model": str(model), "out": str(args.out)},
         "rounds": results,
         "median": {
@@ -186,6 +199,8 @@ def main() -> None:
             "direct_rps": med("direct", "requests_per_s"),
             "gateway_rps": med("gateway", "requests_per_s"),
             "throughput_ratio": statistics.median(ratio),
+            "gateway_cpu_ms_per_request": med("gateway", "up_cpu_ms_per_request")
+            - med("direct", "up_cpu_ms_per_request"),
         },
         "sse_events_per_read": chunking,
     }  # fmt: skip
@@ -203,8 +218,10 @@ def main() -> None:
         )
     console.print(table)
     console.print(
-        f"added p50: {report['median']['added_p50_ms']:.2f} ms (rounds: {', '.join(f'{a:.2f}' for a in added)}); "
-        f"throughput gateway/direct: {report['median']['throughput_ratio']:.3f}"
+        f"added p50: {report['median']['added_p50_ms']:.2f} ms "
+        f"(rounds: {', '.join(f'{a:.2f}' for a in added)}); "
+        f"throughput gateway/direct: {report['median']['throughput_ratio']:.3f}; "
+        f"gateway CPU per request: {report['median']['gateway_cpu_ms_per_request']:.2f} ms"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gateway_overhead.json").write_text(json.dumps(report, indent=2))

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -180,7 +184,7 @@ def test_token_budget_is_enforced_after_it_is_used(cp: ControlPlaneProcess) -> N
         assert used < 200, "the budget never stopped the key"
     assert used >= 30
     assert response.status_code == 429 and response.json()["error"]["code"] == "insufficient_quota"
-    time.sleep(0.6)  # usage reaches the store in the next flush
+    time.sleep(1.5)  # usage reaches the store in the next flush (every second)
     budget = cp.api("GET", f"/v2/keys/{key['id']}/usage").json()["budget"]
     assert budget["used"] == used and budget["limit"] == 30
 
@@ -233,3 +237,40 @@ def test_no_key_ever_reaches_a_log(cp: ControlPlaneProcess) -> None:
     for path in logs:
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
+
+
+def keys_cli(cp: ControlPlaneProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODELPORT_URL": cp.url, "MODELPORT_TOKEN": cp.token}
+    return subprocess.run(
+        [sys.executable, "-m", "modelport.cli.main", "keys", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_keys_cli_create_use_usage_rotate_revoke(cp: ControlPlaneProcess) -> None:
+    created = keys_cli(cp, "create", "ci-bot", "--endpoint", "default/chat", "--rpm", "100", "--json")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["limits"]["requestsPerMinute"] == 100 and key["endpoints"] == ["default/chat"]
+    assert chat(cp, key["key"]).status_code == 200
+
+    shown = keys_cli(cp, "create", "human")
+    assert shown.returncode == 0 and "shown once" in shown.stderr and "mp_" in shown.stdout
+    listed = keys_cli(cp, "list")
+    assert key["id"] in listed.stdout and key["key"] not in listed.stdout
+
+    time.sleep(1.5)  # the usage log flushes every second
+    usage = json.loads(keys_cli(cp, "usage", key["id"], "--json").stdout)
+    assert usage["requests"] == 1 and usage["byEndpoint"][0]["name"] == "chat"
+
+    rotated = json.loads(keys_cli(cp, "rotate", key["id"], "--overlap", "0", "--json").stdout)
+    assert chat(cp, key["key"]).status_code == 401 and chat(cp, rotated["key"]).status_code == 200
+    assert keys_cli(cp, "revoke", rotated["id"]).returncode == 0
+    assert chat(cp, rotated["key"]).status_code == 401
+
+    bad = keys_cli(cp, "create", "x", "--expires-in", "5 weeks")
+    assert bad.returncode == 2 and "duration" in bad.stderr
+    assert keys_cli(cp, "describe", "000000000000").returncode == 3

@@ -32,9 +32,9 @@ def first_token_s(url: str, token: str, stream: bool, timeout_header: str | None
             if line:
                 lines.append(line)
     elapsed = first_token if first_token is not None else time.monotonic() - start
-    if response.status_code == 200 and stream:
-        if not lines or not lines[0].startswith(":") or lines[-1] != "data: [DONE]":
-            return -1, elapsed
+    kept_alive = bool(lines) and lines[0].startswith(":") and lines[-1] == "data: [DONE]"
+    if response.status_code == 200 and stream and not kept_alive:
+        return -1, elapsed
     return response.status_code, elapsed
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport import __version__
 from modelport.control.api import admin_check, control_router
@@ -40,8 +41,6 @@ from modelport.runtime.local import LocalRuntime
 from modelport.store.repository import NotFound, Store, StoreBusy
 
 log = logging.getLogger("modelport.control")
-
-PROXY_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 
 
 def utc_now() -> datetime:
@@ -67,7 +66,7 @@ class ControlConfig:
     loop: LoopSettings = field(default_factory=LoopSettings)
 
 
-def create_control_app(config: ControlConfig, runtime: Runtime | None = None) -> FastAPI:
+def create_control_app(config: ControlConfig, runtime: Runtime | None = None) -> ControlPlaneApp:
     store = Store.open(config.database_url)
     try:
         store.claim()
@@ -151,16 +150,23 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         require_admin(request)
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_route(
-        "/endpoints/{namespace}/{name}", gateway.handle, methods=PROXY_METHODS, include_in_schema=False
-    )
-    app.add_route(
-        "/endpoints/{namespace}/{name}/{path:path}",
-        gateway.handle,
-        methods=PROXY_METHODS,
-        include_in_schema=False,
-    )
-    return app
+    return ControlPlaneApp(app, BodyLimitMiddleware(gateway.asgi, max_bytes=config.max_body_bytes))
+
+
+class ControlPlaneApp:
+    """The ASGI entry point: endpoint traffic (/endpoints/...) goes straight to the gateway, past
+    the API's routing and middleware, which would otherwise wrap every streamed chunk; the rest
+    (and the lifespan) is the FastAPI app."""
+
+    def __init__(self, api: FastAPI, gateway: ASGIApp) -> None:
+        self.api = api
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/endpoints/"):
+            await self.gateway(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
 
 
 def _seed_budgets(gateway: Gateway, store: Store) -> None:

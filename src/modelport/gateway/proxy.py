@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, authorize, parse_networks
 from modelport.gateway.admission import AdmissionTable, QueueFull
@@ -136,10 +137,18 @@ class Gateway:
         self.admissions = AdmissionTable()
 
     # -- the request -------------------------------------------------------------------------
-    async def handle(self, request: Request) -> Response:
-        namespace = request.path_params["namespace"]
-        name = request.path_params["name"]
-        path = "/" + request.path_params.get("path", "")
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry for /endpoints/{namespace}/{name}[/{path}]."""
+        parts = scope["path"].split("/", 4)  # "", "endpoints", namespace, name, rest
+        if len(parts) < 4 or not parts[2] or not parts[3]:
+            err = APIError(404, "endpoint URLs look like /endpoints/{namespace}/{name}/...", code="not_found")
+            await error_response(scope["path"], err)(scope, receive, send)
+            return
+        rest = "/" + parts[4] if len(parts) == 5 else "/"
+        response = await self.handle(Request(scope, receive), parts[2], parts[3], rest)
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request, namespace: str, name: str, path: str) -> Response:
         given_id = request.headers.get("x-request-id")
         ex = Exchange(
             request_id=given_id if given_id and _REQUEST_ID.match(given_id) else uuid.uuid4().hex,

@@ -18,7 +18,7 @@ log = logging.getLogger("modelport.usage")
 
 
 class UsageLog:
-    def __init__(self, store: UsageStore, interval_s: float = 0.25) -> None:
+    def __init__(self, store: UsageStore, interval_s: float = 1.0) -> None:
         self.store = store
         self.interval_s = interval_s
         self._pending: list[UsageRecord] = []

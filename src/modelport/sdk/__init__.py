@@ -2,9 +2,11 @@
 
 from modelport.sdk.client import AsyncClient, AsyncEndpoint, Client, Endpoint
 from modelport.sdk.errors import APIError, ConnectError, EndpointFailed, ModelportError, NotFound, WaitTimeout
+from modelport.sdk.keys import ApiKey
 
 __all__ = [
     "APIError",
+    "ApiKey",
     "AsyncClient",
     "AsyncEndpoint",
     "Client",

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from modelport import envs
-from modelport.sdk import core
+from modelport.sdk import core, keys
 from modelport.sdk.endpoint import EndpointInfo
 from modelport.sdk.errors import ConnectError
+from modelport.sdk.keys import ApiKey
 
 if TYPE_CHECKING:
     import openai
@@ -98,6 +99,30 @@ class Client(_Base):
         except StopIteration as done:
             return done.value
 
+    # -- API keys (the secret is in `ApiKey.secret` only in what create_key and rotate_key return)
+    def create_key(self, name: str, **fields: Any) -> ApiKey:
+        """fields: scopes, endpoints, expires_in, expires_at, requests_per_minute,
+        tokens_per_minute, token_budget, budget_period."""
+        return self._run(keys.create_key(keys.key_fields(name=name, **fields)))  # type: ignore[no-any-return]
+
+    def list_keys(self) -> list[ApiKey]:
+        return self._run(keys.list_keys())  # type: ignore[no-any-return]
+
+    def get_key(self, key_id: str) -> ApiKey:
+        return self._run(keys.get_key(key_id))  # type: ignore[no-any-return]
+
+    def update_key(self, key_id: str, **fields: Any) -> ApiKey:
+        return self._run(keys.update_key(key_id, keys.key_fields(**fields)))  # type: ignore[no-any-return]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        return self._run(keys.revoke_key(key_id))  # type: ignore[no-any-return]
+
+    def rotate_key(self, key_id: str, overlap_seconds: int = 3600) -> ApiKey:
+        return self._run(keys.rotate_key(key_id, overlap_seconds))  # type: ignore[no-any-return]
+
+    def key_usage(self, key_id: str) -> dict[str, Any]:
+        return self._run(keys.key_usage(key_id))  # type: ignore[no-any-return]
+
     def create_endpoint(self, name: str, model: str, **options: Any) -> Endpoint:
         path = core.endpoint_path(self.namespace)
         return Endpoint(
@@ -156,6 +181,30 @@ class AsyncClient(_Base):
                     reply = self._transport_error(step, exc)
         except StopIteration as done:
             return done.value
+
+    # -- API keys (the secret is in `ApiKey.secret` only in what create_key and rotate_key return)
+    async def create_key(self, name: str, **fields: Any) -> ApiKey:
+        """fields: scopes, endpoints, expires_in, expires_at, requests_per_minute,
+        tokens_per_minute, token_budget, budget_period."""
+        return await self._run(keys.create_key(keys.key_fields(name=name, **fields)))  # type: ignore[no-any-return]
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self._run(keys.list_keys())  # type: ignore[no-any-return]
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        return await self._run(keys.get_key(key_id))  # type: ignore[no-any-return]
+
+    async def update_key(self, key_id: str, **fields: Any) -> ApiKey:
+        return await self._run(keys.update_key(key_id, keys.key_fields(**fields)))  # type: ignore[no-any-return]
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        return await self._run(keys.revoke_key(key_id))  # type: ignore[no-any-return]
+
+    async def rotate_key(self, key_id: str, overlap_seconds: int = 3600) -> ApiKey:
+        return await self._run(keys.rotate_key(key_id, overlap_seconds))  # type: ignore[no-any-return]
+
+    async def key_usage(self, key_id: str) -> dict[str, Any]:
+        return await self._run(keys.key_usage(key_id))  # type: ignore[no-any-return]
 
     async def create_endpoint(self, name: str, model: str, **options: Any) -> AsyncEndpoint:
         path = core.endpoint_path(self.namespace)

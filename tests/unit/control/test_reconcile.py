@@ -29,7 +29,8 @@ def endpoint(**changes: object) -> EndpointRecord:
     base = EndpointRecord(
         id=1, namespace="default", name="chat", type="protected", accelerator="cpu", instance_type="local",
         instance_size="x1", min_replica=1, max_replica=1, scale_to_zero_timeout=None, scaling_measure=None,
-        vendor="local", region="local", tags=[], traffic=None, intent="active", generation=1, good_generation=1,
+        vendor="local", region="local", tags=[], traffic=None, intent="active", generation=1,
+        good_generation=1,
         state="running", message="", ready_replicas=0, target_replicas=0, update_error=None,
         created_at=NOW, updated_at=NOW,
     )  # fmt: skip

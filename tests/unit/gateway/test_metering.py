@@ -1,0 +1,69 @@
+"""Usage metering on relayed bodies, and the usage chunk added for metering taken out again."""
+
+from __future__ import annotations
+
+import json
+
+from modelport.gateway.metering import Meter, prepare
+
+
+def sse(obj: object) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+CHUNK = {"choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": None}
+USAGE = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+
+
+def test_streams_that_did_not_ask_for_usage_get_it_added_for_metering() -> None:
+    call = prepare("POST", "/v1/chat/completions", "", json.dumps({"stream": True, "messages": []}).encode())
+    assert call.stream and call.strip_usage
+    assert json.loads(call.body)["stream_options"] == {"include_usage": True}
+    asked = prepare(
+        "POST", "/v1/completions", "", b'{"stream": true, "stream_options": {"include_usage": true}}'
+    )
+    assert asked.stream and not asked.strip_usage
+    plain = prepare("POST", "/v1/chat/completions", "", b'{"messages": []}')
+    assert not plain.stream and plain.body == b'{"messages": []}'
+    assert prepare("POST", "/generate_stream", "", b'{"inputs": "x"}').stream
+
+
+def test_stream_usage_is_metered_and_stripped_byte_for_byte_otherwise() -> None:
+    body = sse(CHUNK) + sse(CHUNK) + sse(USAGE) + b"data: [DONE]\n\n"
+    meter = Meter(sse=True, strip_usage=True)
+    out = b""
+    for i in range(0, len(body), 7):  # split anywhere, even inside an event
+        out += meter.feed(body[i : i + 7])
+    out += meter.finish()
+    assert out == sse(CHUNK) + sse(CHUNK) + b"data: [DONE]\n\n"
+    assert (meter.prompt_tokens, meter.completion_tokens) == (7, 3)
+
+
+def test_usage_chunk_is_kept_when_the_client_asked() -> None:
+    body = sse(CHUNK) + sse(USAGE) + b"data: [DONE]\n\n"
+    meter = Meter(sse=True, strip_usage=False)
+    assert meter.feed(body) + meter.finish() == body
+    assert meter.completion_tokens == 3
+
+
+def test_token_events_pass_as_soon_as_they_are_complete() -> None:
+    meter = Meter(sse=True, strip_usage=True)
+    assert meter.feed(sse(CHUNK)[:-1]) == b""  # not complete yet
+    assert meter.feed(b"\n") == sse(CHUNK)
+
+
+def test_json_answers_and_tgi_details_are_metered() -> None:
+    meter = Meter(sse=False, strip_usage=False)
+    body = json.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}).encode()
+    assert meter.feed(body[:10]) + meter.feed(body[10:]) == body
+    meter.finish()
+    assert (meter.prompt_tokens, meter.completion_tokens) == (5, 2)
+    tgi = Meter(sse=False, strip_usage=False, headers={"x-prompt-tokens": "4"})
+    tgi.feed(json.dumps([{"generated_text": "x", "details": {"generated_tokens": 6}}]).encode())
+    tgi.finish()
+    assert (tgi.prompt_tokens, tgi.completion_tokens) == (4, 6)
+    stream = Meter(sse=True, strip_usage=False)
+    stream.feed(
+        b'data:{"token": {"text": "a"}, "details": {"finish_reason": "length", "generated_tokens": 9}}\n\n'
+    )
+    assert stream.completion_tokens == 9
