@@ -71,6 +71,34 @@ async def chunking_probe(url: str, headers: dict[str, str], streams: int, tokens
     return events / reads if reads else 0.0
 
 
+def processing_time(api: httpx.Client, part: str) -> dict[str, float]:
+    """The gateway's own processing per request (its histogram): mean and the p50/p99 bucket bounds."""
+    text = api.get("/metrics").text
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in text.splitlines():
+        if not line.startswith("modelport_gateway_overhead_seconds") or f'part="{part}"' not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if "_bucket" in line:
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), value))
+        elif "_sum" in line:
+            total = value
+        elif "_count" in line:
+            count = value
+
+    def bound(q: float) -> float:
+        return next(b for b, c in sorted(buckets) if c >= q * count) * 1000
+
+    return {
+        "requests": count,
+        "mean_ms": total / count * 1000,
+        "p50_at_most_ms": bound(0.5),
+        "p99_at_most_ms": bound(0.99),
+    }
+
+
 def summary(result: BenchResult) -> dict[str, Any]:
     e2e, ttft = result.e2e, result.ttft
     return {
@@ -172,6 +200,7 @@ def main() -> None:
                 result["wall_s"] = time.monotonic() - started
                 results[name].append(result)
                 console.print(f"round {round_index + 1} {name:8s} {json.dumps(result)}")
+        processing = {part: processing_time(api, part) for part in ("before", "relay")}
         chunking = {
             name: asyncio.run(
                 chunking_probe(url, {"authorization": f"Bearer {k}"} if k else {}, streams=8, tokens=64)
@@ -203,6 +232,7 @@ def main() -> None:
             - med("direct", "up_cpu_ms_per_request"),
         },
         "sse_events_per_read": chunking,
+        "gateway_processing": processing,
     }  # fmt: skip
     table = Table(title=f"gateway vs direct, {args.concurrency} concurrent, {args.rounds} rounds (medians)")
     for column in ("", "p50 ms", "TTFT p50 ms", "req/s", "tok/s", "SSE events/read"):
@@ -223,6 +253,12 @@ def main() -> None:
         f"throughput gateway/direct: {report['median']['throughput_ratio']:.3f}; "
         f"gateway CPU per request: {report['median']['gateway_cpu_ms_per_request']:.2f} ms"
     )
+    for part, times in processing.items():
+        console.print(
+            f"gateway's own processing per request ({part}): "
+            f"mean {times['mean_ms']:.3f} ms, "
+            f"p50 <= {times['p50_at_most_ms']:.1f} ms, p99 <= {times['p99_at_most_ms']:.1f} ms"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gateway_overhead.json").write_text(json.dumps(report, indent=2))
     console.print(f"wrote {args.out / 'gateway_overhead.json'}")

@@ -146,3 +146,24 @@ def test_fallback_serves_while_the_endpoint_is_paused(cp: ControlPlaneProcess) -
     paused = httpx.post(f"{url(cp, 'capped')}/v1/completions", headers=cp.headers,
                         json={"model": "x", "prompt": "hi", "max_tokens": 2})  # fmt: skip
     assert paused.status_code == 503 and paused.json()["error"]["code"] == "endpoint_paused"
+
+
+def test_stream_usage_is_metered_but_not_shown_unless_asked_and_request_ids_pass_through(
+    cp: ControlPlaneProcess,
+) -> None:
+    body = {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+    headers = {**cp.headers, "x-request-id": "trace-123"}
+    with httpx.stream("POST", f"{url(cp, 'burst')}/v1/chat/completions", json=body, headers=headers) as r:
+        assert r.headers["x-request-id"] == "trace-123"
+        events = [line for line in r.iter_lines() if line.startswith("data:")]
+    assert events[-1] == "data: [DONE]"
+    assert not any('"usage": {' in e or '"usage":{' in e for e in events)  # the client did not ask
+    asked = {**body, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{url(cp, 'burst')}/v1/chat/completions", json=asked, headers=cp.headers) as r:
+        usage_events = [json.loads(e[5:]) for e in r.iter_lines() if e.startswith("data: {")]
+    assert usage_events[-1]["usage"]["completion_tokens"] == 5
+    generated = httpx.post(f"{url(cp, 'burst')}/v1/completions", headers=cp.headers,
+                           json={"model": "x", "prompt": "hi", "max_tokens": 2})  # fmt: skip
+    assert len(generated.headers["x-request-id"]) == 32  # none given: the gateway made one
+    time.sleep(1.5)  # the usage log flushes every second
+    assert gateway_metric(cp, "modelport_gateway_tokens_total", endpoint="burst", kind="completion") >= 12

@@ -107,6 +107,9 @@ class Exchange:
     translation: Translation | None = None
     releases: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
+    waited_s: float = 0.0  # the body's upload, holds for a replica or a slot: not the gateway's work
+    before_s: float = 0.0  # the gateway's own processing before the upstream call
+    relay_s: float = 0.0  # ... and while relaying chunks (waits for a replica or a slot excluded)
 
 
 class Gateway:
@@ -173,7 +176,10 @@ class Gateway:
             )
             assert view is not None  # authorize refuses unknown endpoints
             self._admit(ex)
-            call = prepare(request.method, path, request.url.query, await request.body())
+            upload_started = self.clock()
+            body = await request.body()
+            ex.waited_s += self.clock() - upload_started  # the client's upload, not the gateway's work
+            call = prepare(request.method, path, request.url.query, body)
             response = await self._serve(view, ex, call, request)
         except APIError as err:
             response = self._refuse(err, ex)
@@ -260,7 +266,9 @@ class Gateway:
             hold_s = _hold_seconds(request.headers.get("x-scale-up-timeout"), self.settings.hold_s)
             if call.stream:
                 return self._held_stream(view, ex, call, request, hold_s)
+            hold_started = self.clock()
             view = await self._hold(view, hold_s)
+            ex.waited_s += self.clock() - hold_started
         upstream = await self._connect(view, ex, call, request, fallback is not None)
         return self._relay(ex, call, upstream)
 
@@ -336,7 +344,9 @@ class Gateway:
         traffic = view.traffic
         admission = self.admissions.of(view.namespace, view.name)
         try:
+            queued = self.clock()
             leave = await admission.enter(traffic.max_concurrent, traffic.max_queue)
+            ex.waited_s += self.clock() - queued
         except QueueFull:
             self.metrics.refused.labels(view.namespace, view.name, "queue_full").inc()
             raise GatewayError(
@@ -377,6 +387,8 @@ class Gateway:
         while (route := self.table.pick(view, frozenset(tried))) is not None:
             tried.add(route.replica_id)
             release = self.table.acquire(route.replica_id)
+            if not tried - {route.replica_id}:  # the first attempt: all before it was the gateway's work
+                ex.before_s = self.clock() - ex.started - ex.waited_s
             try:
                 response = await self.client.send(
                     call.method, route.address + path, call.query, body, headers
@@ -427,9 +439,11 @@ class Gateway:
         meter = ex.meter
         try:
             async for chunk in upstream.chunks():
+                received = self.clock()
                 out = meter.feed(chunk)
                 if out:
-                    yield out
+                    yield out  # resumes once the chunk was handed to the client's socket
+                ex.relay_s += self.clock() - received
             tail = meter.finish()
             if tail:
                 yield tail
@@ -478,6 +492,8 @@ class Gateway:
         self.metrics.latency.labels(*labels).observe(latency)
         if ex.first_byte_s is not None:
             self.metrics.first_byte.labels(*labels).observe(ex.first_byte_s)
+            self.metrics.overhead.labels(*labels, "before").observe(ex.before_s)
+            self.metrics.overhead.labels(*labels, "relay").observe(ex.relay_s)
         if prompt:
             self.metrics.tokens.labels(*labels, "prompt").inc(prompt)
         if completion:
