@@ -209,10 +209,8 @@ class Gateway:
             if retryable:
                 headers["retry-after"] = str(RETRY_AFTER_S)
         ex.status = err.status
-        if err.status in (401, 403, 404):
-            self.metrics.refused.labels(
-                ex.namespace, "-", str(err.status)
-            ).inc()  # no name: any may be probed
+        if err.status in (401, 403, 404):  # not recorded per endpoint: any name may be probed
+            self.metrics.refused.labels(ex.namespace, "-", str(err.status)).inc()
         else:
             self._finish(ex)
         return error_response(ex.path, err, headers)
