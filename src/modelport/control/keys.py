@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from modelport.control.service import ControlError, validation_error
 from modelport.gateway.keys import KeyRing, new_key, secret_hash
-from modelport.gateway.limits import PERIODS, period_start
+from modelport.gateway.limits import period_start
 from modelport.spec.names import NAME_PATTERN
 from modelport.store.errors import NotFound
 from modelport.store.records import ApiKeyRecord
@@ -39,7 +39,7 @@ class KeyLimits(_Wire):
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     token_budget: int | None = Field(default=None, ge=1)
-    budget_period: Literal["hour", "day", "month"] = "month"
+    budget_period: Literal["hour", "day", "month"] = "month"  # gateway/limits.py PERIODS
 
 
 class KeyFields(_Wire):
@@ -257,6 +257,3 @@ async def sync_keys(store: Store, ring: KeyRing, interval_s: float = 0.5) -> Non
         with contextlib.suppress(Exception):
             ring.replace(await asyncio.to_thread(store.keys.list))
         await asyncio.sleep(interval_s)
-
-
-assert PERIODS == ("hour", "day", "month")  # KeyLimits.budget_period lists the same
