@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["AsyncClient", "Client", "__version__"]
+__all__ = ["ApiKey", "AsyncClient", "Client", "__version__"]
 
 if TYPE_CHECKING:
-    from modelport.sdk import AsyncClient, Client
+    from modelport.sdk import ApiKey, AsyncClient, Client
 
 
 def __getattr__(name: str) -> Any:
     # the SDK loads on first use, so engine processes importing modelport do not pay for it
-    if name in ("Client", "AsyncClient"):
+    if name in ("ApiKey", "Client", "AsyncClient"):
         from modelport import sdk
 
         return getattr(sdk, name)

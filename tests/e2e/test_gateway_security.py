@@ -258,7 +258,7 @@ def test_keys_cli_create_use_usage_rotate_revoke(cp: ControlPlaneProcess) -> Non
     assert chat(cp, key["key"]).status_code == 200
 
     shown = keys_cli(cp, "create", "human")
-    assert shown.returncode == 0 and "shown once" in shown.stderr and "mp_" in shown.stdout
+    assert shown.returncode == 0 and "shown only this once" in shown.stderr and "mp_" in shown.stdout
     listed = keys_cli(cp, "list")
     assert key["id"] in listed.stdout and key["key"] not in listed.stdout
 

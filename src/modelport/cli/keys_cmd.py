@@ -1,10 +1,16 @@
-"""`modelport keys …`: create, list, rotate and revoke API keys, and see what each has used."""
+"""`modelport keys …`: create, list, rotate and revoke API keys, and see what each has used.
+
+Like `modelport endpoints`, every command takes --url, --token and --json (the API's JSON on
+stdout, nothing else there); notices and errors go to stderr. A key's secret is printed by
+`create` and `rotate` only: the control plane keeps its hash, so it cannot be shown again.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Column, Table
@@ -18,45 +24,107 @@ keys_app = typer.Typer(
 )
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-Scopes = Annotated[list[str] | None, typer.Option("--scope", help="inference or admin (repeatable).")]
-Endpoints = Annotated[
-    list[str] | None, typer.Option("--endpoint", help='"ns/name", "ns/*" or "*" (repeatable; default "*").')
-]
-ExpiresIn = Annotated[str | None, typer.Option(help="Lifetime: 3600, 90m, 12h or 30d.")]
-Rpm = Annotated[int | None, typer.Option("--rpm", help="Requests per minute.")]
-Tpm = Annotated[int | None, typer.Option("--tpm", help="Tokens (in + out) per minute.")]
-Budget = Annotated[int | None, typer.Option("--budget", help="Tokens per budget period.")]
-Period = Annotated[str | None, typer.Option("--budget-period", help="hour, day or month (default month).")]
+SHOWN_ONCE = "Save this key now: it is shown only this once and cannot be retrieved again."
 
 
-def seconds(text: str) -> int:
-    """'3600', '90m', '12h', '30d' → seconds."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
-    if not match or int(match.group(1)) == 0:
-        raise typer.BadParameter(f"expected a duration such as 3600, 90m, 12h or 30d, got {text!r}")
+def parse_duration(text: str, *, allow_zero: bool = False) -> int:
+    """'3600', '3600s', '90m', '12h', '30d' → seconds; ValueError saying what was expected."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text).lower())
+    if not match or (int(match.group(1)) == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "more than 0"
+        raise ValueError(
+            f"expected a duration such as 3600 (seconds), 90m, 12h or 30d ({least}), got {text!r}"
+        )
     return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def format_duration(seconds: int) -> str:
+    """The largest whole unit: 3600 → '1h', 5400 → '90m', 0 → '0s'."""
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def _lifetime(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _overlap(text: str) -> int:
+    try:
+        return parse_duration(text, allow_zero=True)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+class Scope(StrEnum):
+    inference = "inference"
+    admin = "admin"
+
+
+class Clear(StrEnum):
+    rpm = "rpm"
+    tpm = "tpm"
+    budget = "budget"
+    expiry = "expiry"
+
+
+Scopes = Annotated[
+    list[Scope] | None,
+    typer.Option("--scope", help="inference or admin (repeatable; a new key gets inference)."),
+]
+Endpoints = Annotated[
+    list[str] | None,
+    typer.Option("--endpoint", help='"ns/name", "ns/*" or "*" (repeatable; a new key gets "*").'),
+]
+ExpiresIn = Annotated[
+    int | None, typer.Option(parser=_lifetime, metavar="DURATION", help="Lifetime: 3600, 90m, 12h or 30d.")
+]
+Rpm = Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute.")]
+Tpm = Annotated[int | None, typer.Option("--tpm", min=1, help="Tokens (in + out) per minute.")]
+Budget = Annotated[int | None, typer.Option("--budget", min=1, help="Tokens per budget period.")]
+Period = Annotated[
+    Literal["hour", "day", "month"] | None,
+    typer.Option("--budget-period", help="Budget period (default month)."),
+]
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    parts = []
+    if limits.get("requestsPerMinute") is not None:
+        parts.append(f"{limits['requestsPerMinute']} req/min")
+    if limits.get("tokensPerMinute") is not None:
+        parts.append(f"{limits['tokensPerMinute']} tok/min")
+    if limits.get("tokenBudget") is not None:
+        parts.append(f"{limits['tokenBudget']} tok/{limits.get('budgetPeriod') or 'month'}")
+    return ", ".join(parts) or "-"
+
+
+def _status(status: str) -> str:
+    colour = {"active": "green", "expired": "yellow", "revoked": "red"}.get(status)
+    return f"[{colour}]{status}[/{colour}]" if colour else status
 
 
 def _show(key: ApiKey, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(key.raw))
+        print(json.dumps(key.raw))  # with "key" when the API sent the secret
         return
     limits = key.limits
     table = Table(show_header=False, box=None)
+    budget = limits.get("tokenBudget")
     rows = [
         ("id", key.id),
         ("name", key.name),
-        ("status", key.status),
+        ("prefix", key.prefix),
+        ("status", _status(key.status)),
         ("scopes", ", ".join(key.scopes)),
         ("endpoints", ", ".join(key.endpoints)),
         ("requests/min", limits.get("requestsPerMinute") or "-"),
         ("tokens/min", limits.get("tokensPerMinute") or "-"),
-        (
-            "budget",
-            f"{limits['tokenBudget']} tokens per {limits.get('budgetPeriod')}"
-            if limits.get("tokenBudget")
-            else "-",
-        ),
+        ("budget", f"{budget} tokens per {limits.get('budgetPeriod') or 'month'}" if budget else "-"),
         ("created", key.created_at),
         ("expires", key.expires_at or "never"),
         ("revoked", key.revoked_at or "-"),
@@ -66,14 +134,14 @@ def _show(key: ApiKey, as_json: bool) -> None:
         table.add_row(f"[bold]{name}[/bold]", str(value))
     out.print(table)
     if key.secret:
-        err.print("[yellow]The key below is shown once; store it now (only its hash is kept).[/yellow]")
-        out.print(key.secret, highlight=False, soft_wrap=True)
+        err.print(f"[bold yellow]{SHOWN_ONCE}[/bold yellow]")
+        out.print(key.secret, highlight=False, markup=False, soft_wrap=True)
 
 
 @keys_app.command("create")
 @exits_cleanly
 def create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="A name for the key (1-64 characters).")],
     scope: Scopes = None,
     endpoint: Endpoints = None,
     expires_in: ExpiresIn = None,
@@ -85,12 +153,12 @@ def create(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Create a key; its secret is printed once."""
+    """Create a key; its secret is printed this once."""
     key = Client(url, token).create_key(
         name,
-        scopes=scope,
+        scopes=[s.value for s in scope] if scope else None,
         endpoints=endpoint,
-        expires_in=seconds(expires_in) if expires_in else None,
+        expires_in=expires_in,
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
         token_budget=budget,
@@ -109,23 +177,15 @@ def list_(url: Url = envs.URL.default, token: Token = None, as_json: AsJson = Fa
         return
     table = Table(Column("ID", no_wrap=True), "NAME", "STATUS", "SCOPES", "ENDPOINTS", "LIMITS", "EXPIRES")
     for k in keys:
-        limits = ", ".join(f"{n}={v}" for n, v in k.limits.items() if v is not None and n != "budgetPeriod")
-        table.add_row(
-            k.id,
-            k.name,
-            k.status,
-            ",".join(k.scopes),
-            ",".join(k.endpoints),
-            limits or "-",
-            k.expires_at or "never",
-        )
+        table.add_row(k.id, k.name, _status(k.status), ",".join(k.scopes), ",".join(k.endpoints),
+                      _limits_text(k.limits), k.expires_at or "never")  # fmt: skip
     out.print(table)
 
 
 @keys_app.command("describe")
 @exits_cleanly
 def describe(key_id: str, url: Url = envs.URL.default, token: Token = None, as_json: AsJson = False) -> None:
-    """Show one key."""
+    """Show one key (never its secret)."""
     _show(Client(url, token).get_key(key_id), as_json)
 
 
@@ -141,29 +201,45 @@ def update(
     tpm: Tpm = None,
     budget: Budget = None,
     budget_period: Period = None,
+    clear: Annotated[
+        list[Clear] | None,
+        typer.Option(help="Remove a limit or the expiry: rpm, tpm, budget, expiry (repeatable)."),
+    ] = None,
     url: Url = envs.URL.default,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Change a key's name, scopes, endpoints, expiry or limits (takes effect at once)."""
-    key = Client(url, token).update_key(
-        key_id,
-        name=name,
-        scopes=scope,
-        endpoints=endpoint,
-        expires_in=seconds(expires_in) if expires_in else None,
-        requests_per_minute=rpm,
-        tokens_per_minute=tpm,
-        token_budget=budget,
-        budget_period=budget_period,
-    )
-    _show(key, as_json)
+    """Change a key's name, scopes, endpoints, expiry or limits (the gateway applies it at once)."""
+    given: dict[str, Any] = {
+        "name": name,
+        "scopes": [s.value for s in scope] if scope else None,
+        "endpoints": endpoint,
+        "expires_in": expires_in,
+        "requests_per_minute": rpm,
+        "tokens_per_minute": tpm,
+        "token_budget": budget,
+        "budget_period": budget_period,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    cleared = {Clear.rpm: "requests_per_minute", Clear.tpm: "tokens_per_minute", Clear.budget: "token_budget",
+               Clear.expiry: "expires_at"}  # fmt: skip
+    for item in clear or []:
+        field = cleared[item]
+        if field in changes or (item is Clear.expiry and expires_in is not None):
+            raise typer.BadParameter(
+                f"--clear {item.value} contradicts the new value given", param_hint="--clear"
+            )
+        changes[field] = None
+    if not changes:
+        err.print("[red]error:[/red] nothing to change: give an option such as --name, --rpm or --clear")
+        raise typer.Exit(2)
+    _show(Client(url, token).update_key(key_id, **changes), as_json)
 
 
 @keys_app.command("revoke")
 @exits_cleanly
 def revoke(key_id: str, url: Url = envs.URL.default, token: Token = None, as_json: AsJson = False) -> None:
-    """Revoke a key: refused by the gateway from the next request."""
+    """Revoke a key: the gateway refuses it from the next request on."""
     key = Client(url, token).revoke_key(key_id)
     if not as_json:
         err.print(f"revoked {key.id} ({key.name})")
@@ -174,13 +250,24 @@ def revoke(key_id: str, url: Url = envs.URL.default, token: Token = None, as_jso
 @exits_cleanly
 def rotate(
     key_id: str,
-    overlap: Annotated[str, typer.Option(help="How long the old key keeps working: 0, 90m, 1h…")] = "1h",
+    overlap: Annotated[
+        int,
+        typer.Option(
+            parser=_overlap,
+            metavar="DURATION",
+            show_default="1h",
+            help="How long the old key keeps working: 0, 90m, 1h, 1d…",
+        ),
+    ] = 3600,
     url: Url = envs.URL.default,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Issue a new secret with the same scopes and limits; the old one works for the overlap."""
-    key = Client(url, token).rotate_key(key_id, 0 if overlap.strip() in ("0", "0s") else seconds(overlap))
+    key = Client(url, token).rotate_key(key_id, overlap)
+    if not as_json:
+        when = f"for {format_duration(overlap)} more" if overlap else "no longer"
+        err.print(f"rotated {key_id} to {key.id}: the old key works {when}")
     _show(key, as_json)
 
 
@@ -194,24 +281,15 @@ def usage(key_id: str, url: Url = envs.URL.default, token: Token = None, as_json
         return
     table = Table("NAMESPACE", "ENDPOINT", "REQUESTS", "PROMPT TOKENS", "COMPLETION TOKENS")
     for row in report["byEndpoint"]:
-        table.add_row(
-            row["namespace"],
-            row["name"],
-            str(row["requests"]),
-            str(row["promptTokens"]),
-            str(row["completionTokens"]),
-        )
-    table.add_row(
-        "[bold]total[/bold]",
-        "",
-        str(report["requests"]),
-        str(report["promptTokens"]),
-        str(report["completionTokens"]),
-    )
+        table.add_row(row["namespace"], row["name"], str(row["requests"]), str(row["promptTokens"]),
+                      str(row["completionTokens"]))  # fmt: skip
+    table.add_row("[bold]total[/bold]", "", str(report["requests"]), str(report["promptTokens"]),
+                  str(report["completionTokens"]))  # fmt: skip
     out.print(table)
     budget = report["budget"]
-    limit = budget["limit"]
+    limit = budget.get("limit")
     out.print(
-        f"budget this {budget['period']}: {budget['used']} tokens used"
-        + (f" of {limit}" if limit else " (no limit)")
+        f"budget this {budget['period']} (since {budget['periodStart']}): {budget['used']} tokens used"
+        + (f" of {limit}" if limit is not None else " (no limit)"),
+        highlight=False,
     )

@@ -236,6 +236,7 @@ def _generation(call: Call, model: str) -> Translation:
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise _invalid("parameters must be an object", "parameters")
+    _check_types(params)
     if (params.get("best_of") or 1) > 1:
         raise _invalid("best_of > 1 is not supported by this endpoint's engine", "best_of")
     for unsupported in ("grammar", "watermark", "adapter_id"):
@@ -273,6 +274,22 @@ def _generation(call: Call, model: str) -> Translation:
         prefix=prompt if params.get("return_full_text") else "",
         seed=seed if isinstance(seed, int) else None,
     )
+
+
+_INTS = ("best_of", "top_k", "seed", "max_new_tokens")
+_NUMBERS = ("temperature", "top_p", "typical_p", "repetition_penalty", "frequency_penalty")
+
+
+def _check_types(params: dict[str, Any]) -> None:
+    """Numbers where TGI takes numbers: a string here is the client's mistake, answered as 422."""
+    for name in _INTS:
+        value = params.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _invalid(f"{name} must be an integer", name)
+    for name in _NUMBERS:
+        value = params.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise _invalid(f"{name} must be a number", name)
 
 
 def _max_new_tokens(params: dict[str, Any]) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 
@@ -16,7 +17,7 @@ from modelport import envs
 from modelport.sdk import core, keys
 from modelport.sdk.endpoint import EndpointInfo
 from modelport.sdk.errors import ConnectError
-from modelport.sdk.keys import ApiKey
+from modelport.sdk.keys import ApiKey, KeyChanges
 
 if TYPE_CHECKING:
     import openai
@@ -100,10 +101,33 @@ class Client(_Base):
             return done.value
 
     # -- API keys (the secret is in `ApiKey.secret` only in what create_key and rotate_key return)
-    def create_key(self, name: str, **fields: Any) -> ApiKey:
-        """fields: scopes, endpoints, expires_in, expires_at, requests_per_minute,
-        tokens_per_minute, token_budget, budget_period."""
-        return self._run(keys.create_key(keys.key_fields(name=name, **fields)))  # type: ignore[no-any-return]
+    def create_key(
+        self,
+        name: str,
+        *,
+        scopes: list[str] | None = None,
+        endpoints: list[str] | None = None,
+        expires_in: int | None = None,
+        expires_at: str | datetime | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        token_budget: int | None = None,
+        budget_period: str | None = None,
+    ) -> ApiKey:
+        """A new key; None leaves a field to the API's default (scopes ["inference"], endpoints
+        ["*"], no expiry, no limits, budget period "month")."""
+        op = keys.create_key(
+            name,
+            scopes=scopes,
+            endpoints=endpoints,
+            expires_in=expires_in,
+            expires_at=expires_at,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            token_budget=token_budget,
+            budget_period=budget_period,
+        )
+        return self._run(op)  # type: ignore[no-any-return]
 
     def list_keys(self) -> list[ApiKey]:
         return self._run(keys.list_keys())  # type: ignore[no-any-return]
@@ -111,13 +135,15 @@ class Client(_Base):
     def get_key(self, key_id: str) -> ApiKey:
         return self._run(keys.get_key(key_id))  # type: ignore[no-any-return]
 
-    def update_key(self, key_id: str, **fields: Any) -> ApiKey:
-        return self._run(keys.update_key(key_id, keys.key_fields(**fields)))  # type: ignore[no-any-return]
+    def update_key(self, key_id: str, **changes: Unpack[KeyChanges]) -> ApiKey:
+        """Change only the fields given; None clears `expires_at` or a limit."""
+        return self._run(keys.update_key(key_id, changes))  # type: ignore[no-any-return]
 
     def revoke_key(self, key_id: str) -> ApiKey:
         return self._run(keys.revoke_key(key_id))  # type: ignore[no-any-return]
 
     def rotate_key(self, key_id: str, overlap_seconds: int = 3600) -> ApiKey:
+        """A new key with the same settings; the old one works `overlap_seconds` more."""
         return self._run(keys.rotate_key(key_id, overlap_seconds))  # type: ignore[no-any-return]
 
     def key_usage(self, key_id: str) -> dict[str, Any]:
@@ -183,10 +209,33 @@ class AsyncClient(_Base):
             return done.value
 
     # -- API keys (the secret is in `ApiKey.secret` only in what create_key and rotate_key return)
-    async def create_key(self, name: str, **fields: Any) -> ApiKey:
-        """fields: scopes, endpoints, expires_in, expires_at, requests_per_minute,
-        tokens_per_minute, token_budget, budget_period."""
-        return await self._run(keys.create_key(keys.key_fields(name=name, **fields)))  # type: ignore[no-any-return]
+    async def create_key(
+        self,
+        name: str,
+        *,
+        scopes: list[str] | None = None,
+        endpoints: list[str] | None = None,
+        expires_in: int | None = None,
+        expires_at: str | datetime | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        token_budget: int | None = None,
+        budget_period: str | None = None,
+    ) -> ApiKey:
+        """A new key; None leaves a field to the API's default (scopes ["inference"], endpoints
+        ["*"], no expiry, no limits, budget period "month")."""
+        op = keys.create_key(
+            name,
+            scopes=scopes,
+            endpoints=endpoints,
+            expires_in=expires_in,
+            expires_at=expires_at,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            token_budget=token_budget,
+            budget_period=budget_period,
+        )
+        return await self._run(op)  # type: ignore[no-any-return]
 
     async def list_keys(self) -> list[ApiKey]:
         return await self._run(keys.list_keys())  # type: ignore[no-any-return]
@@ -194,13 +243,15 @@ class AsyncClient(_Base):
     async def get_key(self, key_id: str) -> ApiKey:
         return await self._run(keys.get_key(key_id))  # type: ignore[no-any-return]
 
-    async def update_key(self, key_id: str, **fields: Any) -> ApiKey:
-        return await self._run(keys.update_key(key_id, keys.key_fields(**fields)))  # type: ignore[no-any-return]
+    async def update_key(self, key_id: str, **changes: Unpack[KeyChanges]) -> ApiKey:
+        """Change only the fields given; None clears `expires_at` or a limit."""
+        return await self._run(keys.update_key(key_id, changes))  # type: ignore[no-any-return]
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         return await self._run(keys.revoke_key(key_id))  # type: ignore[no-any-return]
 
     async def rotate_key(self, key_id: str, overlap_seconds: int = 3600) -> ApiKey:
+        """A new key with the same settings; the old one works `overlap_seconds` more."""
         return await self._run(keys.rotate_key(key_id, overlap_seconds))  # type: ignore[no-any-return]
 
     async def key_usage(self, key_id: str) -> dict[str, Any]:

@@ -1,9 +1,16 @@
-"""API keys in the SDK: the `ApiKey` value and the sans-IO operations on /v2/keys."""
+"""API keys in the SDK: the `ApiKey` value and the sans-IO operations on /v2/keys.
+
+The operations live here rather than in core.py because they return `ApiKey`; like core.py's,
+they only yield `Call`s, and `Client` / `AsyncClient` drive them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
+from urllib.parse import quote
 
 from modelport.sdk.core import Operation, request
 
@@ -14,10 +21,10 @@ KEYS_PATH = "/v2/keys"
 class ApiKey:
     id: str
     name: str
-    prefix: str
-    scopes: list[str]
-    endpoints: list[str]
-    limits: dict[str, Any]
+    prefix: str  # "mp_<id>": what the gateway logs and the key's first characters
+    scopes: list[str]  # "inference", "admin"
+    endpoints: list[str]  # "ns/name", "ns/*" or "*"
+    limits: dict[str, Any]  # requestsPerMinute, tokensPerMinute, tokenBudget, budgetPeriod
     status: str  # active | expired | revoked
     created_at: str
     expires_at: str | None
@@ -45,50 +52,77 @@ class ApiKey:
         )
 
 
-def key_fields(
-    *,
-    name: str | None = None,
-    scopes: list[str] | None = None,
-    endpoints: list[str] | None = None,
-    expires_in: int | None = None,
-    expires_at: str | None = None,
-    requests_per_minute: int | None = None,
-    tokens_per_minute: int | None = None,
-    token_budget: int | None = None,
-    budget_period: str | None = None,
-) -> dict[str, Any]:
-    """A create or partial-update body with only what was given."""
-    limits = {
-        k: v
-        for k, v in {
-            "requestsPerMinute": requests_per_minute,
-            "tokensPerMinute": tokens_per_minute,
-            "tokenBudget": token_budget,
-            "budgetPeriod": budget_period,
-        }.items()
-        if v is not None
-    }
-    body: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "name": name,
-            "scopes": scopes,
-            "endpoints": endpoints,
-            "expiresIn": expires_in,
-            "expiresAt": expires_at,
-        }.items()
-        if v is not None
-    }
+class KeyChanges(TypedDict, total=False):
+    """What `update_key` may change. A field left out stays as it is; None for `expires_at`
+    (never expire) or for a limit (no limit) clears it."""
+
+    name: str
+    scopes: list[str]
+    endpoints: list[str]
+    expires_in: int  # seconds from now
+    expires_at: str | datetime | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    token_budget: int | None
+    budget_period: str  # hour | day | month
+
+
+_TOP = {"name": "name", "scopes": "scopes", "endpoints": "endpoints",
+        "expires_in": "expiresIn", "expires_at": "expiresAt"}  # fmt: skip
+_LIMITS = {"requests_per_minute": "requestsPerMinute", "tokens_per_minute": "tokensPerMinute",
+           "token_budget": "tokenBudget", "budget_period": "budgetPeriod"}  # fmt: skip
+
+
+def key_body(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The wire body for exactly the fields given: camelCase, limits nested, datetimes as ISO."""
+    body: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if name in _TOP:
+            body[_TOP[name]] = value
+        elif name in _LIMITS:
+            limits[_LIMITS[name]] = value
+        else:
+            raise TypeError(f"unknown API key field {name!r}")
     if limits:
         body["limits"] = limits
     return body
+
+
+def _path(key_id: str, action: str | None = None) -> str:
+    return f"{KEYS_PATH}/{quote(key_id, safe='')}" + (f"/{action}" if action else "")
 
 
 def _key(method: str, path: str, body: Any = None) -> Operation:
     return ApiKey.from_wire((yield from request(method, path, body)))
 
 
-def create_key(body: dict[str, Any]) -> Operation:
+def create_key(
+    name: str,
+    *,
+    scopes: list[str] | None = None,
+    endpoints: list[str] | None = None,
+    expires_in: int | None = None,
+    expires_at: str | datetime | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+    token_budget: int | None = None,
+    budget_period: str | None = None,
+) -> Operation:
+    """POST /v2/keys with what was given (None: the API's default)."""
+    given = {
+        "scopes": scopes,
+        "endpoints": endpoints,
+        "expires_in": expires_in,
+        "expires_at": expires_at,
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_minute": tokens_per_minute,
+        "token_budget": token_budget,
+        "budget_period": budget_period,
+    }
+    body = key_body({"name": name, **{k: v for k, v in given.items() if v is not None}})
     return _key("POST", KEYS_PATH, body)
 
 
@@ -98,21 +132,22 @@ def list_keys() -> Operation:
 
 
 def get_key(key_id: str) -> Operation:
-    return _key("GET", f"{KEYS_PATH}/{key_id}")
+    return _key("GET", _path(key_id))
 
 
-def update_key(key_id: str, body: dict[str, Any]) -> Operation:
-    return _key("PUT", f"{KEYS_PATH}/{key_id}", body)
+def update_key(key_id: str, changes: Mapping[str, Any]) -> Operation:
+    """PUT a partial body: only the fields in `changes` (see `KeyChanges`)."""
+    return _key("PUT", _path(key_id), key_body(changes))
 
 
 def revoke_key(key_id: str) -> Operation:
-    return _key("DELETE", f"{KEYS_PATH}/{key_id}")
+    return _key("DELETE", _path(key_id))
 
 
-def rotate_key(key_id: str, overlap_seconds: int) -> Operation:
-    return _key("POST", f"{KEYS_PATH}/{key_id}/rotate", {"overlapSeconds": overlap_seconds})
+def rotate_key(key_id: str, overlap_seconds: int = 3600) -> Operation:
+    return _key("POST", _path(key_id, "rotate"), {"overlapSeconds": overlap_seconds})
 
 
 def key_usage(key_id: str) -> Operation:
-    body = yield from request("GET", f"{KEYS_PATH}/{key_id}/usage")
+    body = yield from request("GET", _path(key_id, "usage"))
     return dict(body)
