@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
@@ -101,33 +100,9 @@ class Client(_Base):
             return done.value
 
     # -- API keys (the secret is in `ApiKey.secret` only in what create_key and rotate_key return)
-    def create_key(
-        self,
-        name: str,
-        *,
-        scopes: list[str] | None = None,
-        endpoints: list[str] | None = None,
-        expires_in: int | None = None,
-        expires_at: str | datetime | None = None,
-        requests_per_minute: int | None = None,
-        tokens_per_minute: int | None = None,
-        token_budget: int | None = None,
-        budget_period: str | None = None,
-    ) -> ApiKey:
-        """A new key; None leaves a field to the API's default (scopes ["inference"], endpoints
-        ["*"], no expiry, no limits, budget period "month")."""
-        op = keys.create_key(
-            name,
-            scopes=scopes,
-            endpoints=endpoints,
-            expires_in=expires_in,
-            expires_at=expires_at,
-            requests_per_minute=requests_per_minute,
-            tokens_per_minute=tokens_per_minute,
-            token_budget=token_budget,
-            budget_period=budget_period,
-        )
-        return self._run(op)  # type: ignore[no-any-return]
+    def create_key(self, name: str, **options: Unpack[keys.KeyOptions]) -> ApiKey:
+        """A new key (see `KeyOptions`); its `secret` is in this answer only."""
+        return self._run(keys.create_key(name, options))  # type: ignore[no-any-return]
 
     def list_keys(self) -> list[ApiKey]:
         return self._run(keys.list_keys())  # type: ignore[no-any-return]
@@ -209,33 +184,9 @@ class AsyncClient(_Base):
             return done.value
 
     # -- API keys (the secret is in `ApiKey.secret` only in what create_key and rotate_key return)
-    async def create_key(
-        self,
-        name: str,
-        *,
-        scopes: list[str] | None = None,
-        endpoints: list[str] | None = None,
-        expires_in: int | None = None,
-        expires_at: str | datetime | None = None,
-        requests_per_minute: int | None = None,
-        tokens_per_minute: int | None = None,
-        token_budget: int | None = None,
-        budget_period: str | None = None,
-    ) -> ApiKey:
-        """A new key; None leaves a field to the API's default (scopes ["inference"], endpoints
-        ["*"], no expiry, no limits, budget period "month")."""
-        op = keys.create_key(
-            name,
-            scopes=scopes,
-            endpoints=endpoints,
-            expires_in=expires_in,
-            expires_at=expires_at,
-            requests_per_minute=requests_per_minute,
-            tokens_per_minute=tokens_per_minute,
-            token_budget=token_budget,
-            budget_period=budget_period,
-        )
-        return await self._run(op)  # type: ignore[no-any-return]
+    async def create_key(self, name: str, **options: Unpack[keys.KeyOptions]) -> ApiKey:
+        """A new key (see `KeyOptions`); its `secret` is in this answer only."""
+        return await self._run(keys.create_key(name, options))  # type: ignore[no-any-return]
 
     async def list_keys(self) -> list[ApiKey]:
         return await self._run(keys.list_keys())  # type: ignore[no-any-return]

@@ -52,6 +52,20 @@ class ApiKey:
         )
 
 
+class KeyOptions(TypedDict, total=False):
+    """What `create_key` takes besides the name; left out or None: the API's default (scopes
+    ["inference"], endpoints ["*"], no expiry, no limits, budget period "month")."""
+
+    scopes: list[str] | None
+    endpoints: list[str] | None
+    expires_in: int | None  # seconds from now
+    expires_at: str | datetime | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    token_budget: int | None
+    budget_period: str | None  # hour | day | month
+
+
 class KeyChanges(TypedDict, total=False):
     """What `update_key` may change. A field left out stays as it is; None for `expires_at`
     (never expire) or for a limit (no limit) clears it."""
@@ -99,30 +113,9 @@ def _key(method: str, path: str, body: Any = None) -> Operation:
     return ApiKey.from_wire((yield from request(method, path, body)))
 
 
-def create_key(
-    name: str,
-    *,
-    scopes: list[str] | None = None,
-    endpoints: list[str] | None = None,
-    expires_in: int | None = None,
-    expires_at: str | datetime | None = None,
-    requests_per_minute: int | None = None,
-    tokens_per_minute: int | None = None,
-    token_budget: int | None = None,
-    budget_period: str | None = None,
-) -> Operation:
-    """POST /v2/keys with what was given (None: the API's default)."""
-    given = {
-        "scopes": scopes,
-        "endpoints": endpoints,
-        "expires_in": expires_in,
-        "expires_at": expires_at,
-        "requests_per_minute": requests_per_minute,
-        "tokens_per_minute": tokens_per_minute,
-        "token_budget": token_budget,
-        "budget_period": budget_period,
-    }
-    body = key_body({"name": name, **{k: v for k, v in given.items() if v is not None}})
+def create_key(name: str, options: KeyOptions) -> Operation:
+    """POST /v2/keys with what was given (a None value counts as not given)."""
+    body = key_body({"name": name, **{k: v for k, v in options.items() if v is not None}})
     return _key("POST", KEYS_PATH, body)
 
 
