@@ -38,11 +38,16 @@ def ensure_admin_token(path: Path) -> tuple[bytes, str | None]:
     return token_hash(token), token
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def bearer_matches(authorization: str | None, expected_hash: bytes) -> bool:
     """Check an `Authorization: Bearer <token>` header against the stored hash, in constant time."""
-    if not authorization:
-        return False
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(token_hash(token.strip()), expected_hash)
+    token = bearer(authorization)
+    return token is not None and hmac.compare_digest(token_hash(token), expected_hash)

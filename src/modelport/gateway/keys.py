@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from modelport.control.admin_token import bearer_matches
+from modelport.control.admin_token import bearer, token_hash
 from modelport.store.records import ApiKeyRecord
 
 KEY_PREFIX = "mp_"
@@ -41,14 +41,6 @@ def key_id_of(key: str) -> str | None:
         return None
     key_id, sep, secret = key[len(KEY_PREFIX) :].partition("_")
     return key_id if sep and secret and len(key_id) == 12 else None
-
-
-def bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,7 @@ class KeyRing:
         record = self._keys.get(key_id) if key_id else None
         matches = hmac.compare_digest(secret_hash(token), record.secret_hash if record else _DUMMY_HASH)
         if record is None or not matches:
-            if key_id is None and bearer_matches(authorization, self.admin_token_hash):
+            if key_id is None and hmac.compare_digest(token_hash(token), self.admin_token_hash):
                 return ADMIN
             raise AuthError("invalid API key")
         # only a caller holding the secret learns why its key no longer works

@@ -117,11 +117,6 @@ class Limiter:
             self._bucket(self.tokens, key, who.tokens_per_minute, now).level -= tokens
         self._budget(key, who.budget_period, wall).used += tokens
 
-    def remaining_requests(self, who: Principal) -> int | None:
-        if who.key_id is None or who.requests_per_minute is None or who.key_id not in self.requests:
-            return None
-        return max(0, math.floor(self.requests[who.key_id].level))
-
     def seed_budgets(self, used: dict[str, int], period: str, wall: datetime) -> None:
         """Start budgets from the usage already stored this period (after a restart)."""
         start = period_start(period, wall)

@@ -82,10 +82,6 @@ class Meter:
             self.prompt_tokens = _int(headers.get("x-prompt-tokens") or headers.get("x-compute-tokens"))
             self.completion_tokens = _int(headers.get("x-generated-tokens"))
 
-    @property
-    def modifies(self) -> bool:
-        return self.strip_usage
-
     def feed(self, chunk: bytes) -> bytes:
         if not self.sse:
             if self._body is not None:

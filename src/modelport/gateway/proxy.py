@@ -14,7 +14,6 @@ elsewhere). The client's key never reaches a replica, and no body text is logged
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -38,7 +37,7 @@ from modelport.gateway.routing import EndpointView, IPNetwork, Route, RoutingTab
 from modelport.gateway.translation import Translation, plan
 from modelport.gateway.upstream import BrokenAnswer, NotAnswered, Upstream, UpstreamResponse
 from modelport.observe.usage_log import UsageLog
-from modelport.protocol.errors import APIError
+from modelport.protocol.errors import APIError, error_message
 from modelport.protocol.http import error_response
 from modelport.spec.endpoint import EndpointState, Intent
 from modelport.store.records import UsageRecord
@@ -320,7 +319,9 @@ class Gateway:
             if upstream.status_code >= 400:
                 ex.status = upstream.status_code
                 raw = await upstream.read()
-                yield error_event(_upstream_error(upstream.status_code, raw), call.dialect)
+                yield error_event(
+                    APIError(upstream.status_code, error_message(raw, upstream.status_code)), call.dialect
+                )
                 return
             chunks = self._relay_body(ex, call, upstream)
             if ex.translation is not None:
@@ -419,9 +420,7 @@ class Gateway:
 
     def _relay(self, ex: Exchange, call: Call, upstream: UpstreamResponse) -> Response:
         ex.status = upstream.status_code
-        sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
-        ex.meter = Meter(sse, call.strip_usage, upstream.headers)
-        drop = HOP_BY_HOP if (ex.meter.modifies or ex.translation) else HOP_BY_HOP - {"content-length"}
+        drop = HOP_BY_HOP if (call.strip_usage or ex.translation) else HOP_BY_HOP - {"content-length"}
         headers = {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
         if ex.translation is not None:
             return ex.translation.response(
@@ -431,10 +430,8 @@ class Gateway:
                                lambda: self._close(ex))  # fmt: skip
 
     async def _relay_body(self, ex: Exchange, call: Call, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
-        if ex.meter is None:
-            sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
-            ex.meter = Meter(sse, call.strip_usage, upstream.headers)
-        meter = ex.meter
+        sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
+        meter = ex.meter = Meter(sse, call.strip_usage, upstream.headers)
         try:
             async for chunk in upstream.chunks():
                 received = self.clock()
@@ -537,18 +534,3 @@ def _hold_seconds(header: str | None, default_s: float) -> float:
     except ValueError:
         value = default_s
     return min(max(value, 0.0), MAX_HOLD_S)
-
-
-def _upstream_error(status: int, raw: bytes) -> APIError:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    message = f"the replica answered {status}"
-    if isinstance(body, dict):
-        inner = body.get("error")
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            message = inner["message"]
-        elif isinstance(inner, str):
-            message = inner
-    return APIError(status, message)

@@ -22,7 +22,7 @@ from modelport.gateway.metering import Call
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView
 from modelport.gateway.upstream import UpstreamResponse
-from modelport.protocol.errors import APIError, Dialect, render, tgi_status
+from modelport.protocol.errors import APIError, Dialect, error_message, render, tgi_status
 
 GENERATE_PATHS = frozenset({"/", "/generate", "/generate_stream"})
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-embeddings", "sentence-similarity"})
@@ -89,7 +89,7 @@ class Translation:
 
     async def _error(self, status: int, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         raw = b"".join([chunk async for chunk in body])
-        yield json.dumps(render(APIError(status, openai_error_message(raw, status)), Dialect.TGI)).encode()
+        yield json.dumps(render(APIError(status, error_message(raw, status)), Dialect.TGI)).encode()
 
     def _generated(self, answer: dict[str, Any]) -> Any:
         choice = (answer.get("choices") or [{}])[0]
@@ -195,19 +195,6 @@ def finish_reason(choice: dict[str, Any]) -> str:
     if choice.get("finish_reason") == "stop" and isinstance(choice.get("stop_reason"), str):
         return "stop_sequence"
     return _FINISH.get(str(choice.get("finish_reason")), "eos_token")
-
-
-def openai_error_message(raw: bytes, status: int) -> str:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return f"the engine answered {status}"
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    return f"the engine answered {status}"
 
 
 def _sse(event: dict[str, Any]) -> bytes:

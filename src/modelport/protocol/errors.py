@@ -8,6 +8,7 @@ client understands: OpenAI ``{"error": {message, type, param, code}}`` on ``/v1/
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,20 @@ def render(err: APIError, dialect: Dialect) -> dict[str, Any]:
         else "generation"
     )
     return {"error": err.message, "error_type": etype}
+
+
+def error_message(raw: bytes, status: int) -> str:
+    """The message of an error body in either shape (OpenAI or TGI/TEI), for relaying it."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return f"the engine answered {status}"
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return f"the engine answered {status}"
 
 
 def tgi_status(err: APIError) -> int:

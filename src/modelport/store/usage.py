@@ -60,14 +60,3 @@ class UsageStore:
         )
         with self.engine.connect() as conn:
             return {row.key_id: int(row.tokens or 0) for row in conn.execute(query)}
-
-    def records(self, key_id: str | None = None, limit: int = 1000) -> list[UsageRecord]:
-        query = select(_t).order_by(_t.c.id.desc()).limit(limit)
-        if key_id is not None:
-            query = query.where(_t.c.key_id == key_id)
-        names = {f.name for f in dataclasses.fields(UsageRecord)}
-        with self.engine.connect() as conn:
-            return [
-                UsageRecord(**{k: v for k, v in row.items() if k in names})
-                for row in conn.execute(query).mappings()
-            ]
