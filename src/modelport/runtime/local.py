@@ -108,8 +108,9 @@ def _signal_replica_group(handle: ReplicaHandle, sig: signal.Signals) -> None:
 
 
 def _kill_by_replica_id(replica_id: str) -> int:
-    """SIGKILL the process groups led by processes started for this replica id."""
-    found = 0
+    """SIGKILL the process groups led by processes started for this replica id, and wait (up to
+    5 s) until the leaders are gone, so a replica started next under this id finds them dead."""
+    killed: list[psutil.Process] = []
     for proc in psutil.process_iter():
         try:
             if proc.environ().get(envs.REPLICA_ID.name) != replica_id or os.getpgid(proc.pid) != proc.pid:
@@ -117,8 +118,9 @@ def _kill_by_replica_id(replica_id: str) -> int:
         except (psutil.Error, ProcessLookupError):
             continue
         _signal_group(proc.pid, signal.SIGKILL)
-        found += 1
-    return found
+        killed.append(proc)
+    psutil.wait_procs(killed, timeout=5)
+    return len(killed)
 
 
 class LocalRuntime:
