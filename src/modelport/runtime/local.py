@@ -119,8 +119,21 @@ def _kill_by_replica_id(replica_id: str) -> int:
             continue
         _signal_group(proc.pid, signal.SIGKILL)
         killed.append(proc)
-    psutil.wait_procs(killed, timeout=5)
+    _wait_dead(killed, timeout_s=5.0)
     return len(killed)
+
+
+def _wait_dead(procs: list[psutil.Process], timeout_s: float) -> None:
+    """Until each process has exited (gone, or a zombie: not reaped here, its parent does that)."""
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        while time.monotonic() < deadline:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
 
 
 class LocalRuntime:
