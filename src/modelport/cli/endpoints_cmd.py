@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelport import envs
+from modelport.cli.durations import parse_duration
 from modelport.sdk import Client, Endpoint
 from modelport.sdk.errors import (
     APIError,
@@ -45,6 +46,32 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON only.
 Wait = Annotated[bool, typer.Option(help="Wait until the endpoint is ready, showing progress.")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait.")]
 KeyValues = Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")]
+
+
+def _seconds(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ScaleToZeroAfter = Annotated[
+    int | None,
+    typer.Option(
+        parser=_seconds,
+        metavar="DURATION",
+        help="With --min-replicas 0: idle time before zero, e.g. 90s, 15m.",
+    ),
+]
+TargetPending = Annotated[
+    float | None, typer.Option(min=0.01, help="Autoscaling target: pending requests per replica (default 1).")
+]
+Stabilization = Annotated[
+    int | None,
+    typer.Option(parser=_seconds, metavar="DURATION", help="Scale down only after this calm (default 5m)."),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -139,6 +166,9 @@ def create(
     type: Annotated[str, typer.Option(help="public, protected or private.")] = "protected",
     min_replicas: Annotated[int, typer.Option(help="Fewest replicas.")] = 1,
     max_replicas: Annotated[int | None, typer.Option(help="Most replicas (default: min).")] = None,
+    scale_to_zero_after: ScaleToZeroAfter = None,
+    target_pending: TargetPending = None,
+    stabilization: Stabilization = None,
     engine_arg: Annotated[list[str] | None, typer.Option(help="Extra engine argument (repeatable).")] = None,
     env: KeyValues = None,
     secret: KeyValues = None,
@@ -160,6 +190,9 @@ def create(
         type=type,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
+        scale_to_zero_after_s=scale_to_zero_after,
+        target_pending=target_pending,
+        stabilization_s=stabilization,
         engine_args=engine_arg,
         env=_pairs(env, "--env"),
         secrets=_pairs(secret, "--secret"),
@@ -219,6 +252,31 @@ def logs(
         sys.stdout.write("".join(f"{line}\n" for line in r["lines"]))
 
 
+@endpoints_app.command("events")
+@exits_cleanly
+def events(
+    name: str,
+    limit: Annotated[int, typer.Option(help="The newest N events.")] = 50,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Show scaling decisions: when, from/to how many replicas, who decided and why."""
+    items = Client(url, token, namespace).get_endpoint(name).events(limit=limit)
+    if as_json:
+        print(json.dumps({"items": items}))
+        return
+    if not items:
+        err.print(f"no scaling events for {name} yet")
+        return
+    table = Table("at", "replicas", "cause", "reason", "inputs")
+    for e in items:
+        inputs = " ".join(f"{k}={v:g}" for k, v in e["inputs"].items())
+        table.add_row(e["at"], f"{e['from']} → {e['to']}", e["cause"], e["reason"], inputs)
+    out.print(table)
+
+
 def _stopping_command(action: str, doc: str) -> None:
     """pause / scale-to-zero: one call, nothing to wait for."""
 
@@ -270,6 +328,9 @@ def update(
     ] = None,
     min_replicas: Annotated[int | None, typer.Option(help="Fewest replicas.")] = None,
     max_replicas: Annotated[int | None, typer.Option(help="Most replicas.")] = None,
+    scale_to_zero_after: ScaleToZeroAfter = None,
+    target_pending: TargetPending = None,
+    stabilization: Stabilization = None,
     env: KeyValues = None,
     secret: KeyValues = None,
     wait: Wait = True,
@@ -287,6 +348,9 @@ def update(
         engine_args=engine_arg,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
+        scale_to_zero_after_s=scale_to_zero_after,
+        target_pending=target_pending,
+        stabilization_s=stabilization,
         env=_pairs(env, "--env"),
         secrets=_pairs(secret, "--secret"),
     )

@@ -1,4 +1,4 @@
-"""The v2 REST resource: /v2/endpoint/{namespace}[/{name}[/pause|/resume|/scale-to-zero|/logs]].
+"""The v2 REST resource: /v2/endpoint/{namespace}[/{name}[/pause|/resume|/scale-to-zero|/logs|/events]].
 
 Thin: each route checks the admin token, runs one `EndpointService` method in a worker
 thread (store calls block) and returns its JSON. Errors are `{"error", "error_type",
@@ -97,6 +97,12 @@ def control_router(
                 {"id": record.id, "generation": record.generation, "phase": record.phase, "lines": lines}
             )
         return {"replicas": items}
+
+    @router.get("/endpoint/{namespace}/{name}/events", summary="Scaling decisions, oldest first")
+    async def endpoint_events(
+        namespace: str, name: str, limit: int = Query(100, ge=1, le=1000)
+    ) -> dict[str, Any]:
+        return await call(service.events, namespace, name, limit)
 
     @router.get("/provider/{namespace}", summary="Hardware this installation can place replicas on")
     async def providers(namespace: str) -> dict[str, Any]:

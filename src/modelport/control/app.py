@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport import __version__
 from modelport.control.api import admin_check, control_router
+from modelport.control.autoscaler import Autoscaler, AutoscalerSettings
 from modelport.control.keys import KeyService, sync_keys
 from modelport.control.keys_api import keys_router
 from modelport.control.loop import ControlLoop, LoopSettings
@@ -64,6 +65,7 @@ class ControlConfig:
     # endpoints (create payloads) made in namespace "default" at start-up unless they exist
     bootstrap: list[dict[str, Any]] = field(default_factory=list)
     loop: LoopSettings = field(default_factory=LoopSettings)
+    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
 
 
 def create_control_app(config: ControlConfig, runtime: Runtime | None = None) -> ControlPlaneApp:
@@ -99,6 +101,15 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         table, ring, client, wake_up, usage_log, GatewayMetrics(), settings, lambda _replica: loop.notify()
     )
     _seed_budgets(gateway, store)
+    autoscaler = Autoscaler(
+        store,
+        table,
+        gateway.admissions,
+        loop.notify,
+        utc_now,
+        metrics=gateway.metrics,
+        settings=config.autoscaler,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,11 +118,12 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
                 await asyncio.to_thread(service.create, "default", body)
         task = asyncio.create_task(loop.run())
         key_sync = asyncio.create_task(sync_keys(store, ring))
+        scaling = asyncio.create_task(autoscaler.run())
         usage_log.start()
         try:
             yield
         finally:
-            for background in (task, key_sync):
+            for background in (scaling, task, key_sync):
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background

@@ -73,10 +73,13 @@ Action = StartReplica | RestartReplica | StopReplica | MarkFailed | RollBack | P
 
 
 def target_replicas(endpoint: EndpointRecord) -> int:
-    """Replicas the endpoint should have now (the autoscaler will move this within min..max)."""
+    """Replicas the endpoint should have now: the autoscaler's count within min..max (at least
+    one while active; zero is the scaledToZero intent)."""
     if endpoint.intent != Intent.ACTIVE or endpoint.state == EndpointState.FAILED:
         return 0
-    return max(endpoint.min_replica, 1)
+    floor = max(endpoint.min_replica, 1)
+    wanted = endpoint.desired_replicas if endpoint.desired_replicas is not None else floor
+    return min(max(wanted, floor), max(endpoint.max_replica, floor))
 
 
 def backoff_s(restarts: int) -> float:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from modelport.spec.endpoint import EndpointSpec, Image, ImageKind, Intent, Measure
-from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord
+from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord, ScalingEvent
 
 HEALTH_ROUTE = "/health"
 
@@ -26,6 +26,8 @@ def fields_from_spec(namespace: str, spec: EndpointSpec, intent: Intent = Intent
         max_replica=scaling.max_replica,
         scale_to_zero_timeout=scaling.scale_to_zero_timeout,
         scaling_measure=measure,
+        scale_to_zero_after_s=scaling.scale_to_zero_timeout_seconds,
+        stabilization_s=scaling.stabilization_window_seconds,
         vendor=spec.provider.vendor,
         region=spec.provider.region,
         tags=list(spec.tags),
@@ -66,6 +68,8 @@ def spec_from_records(endpoint: EndpointRecord, revision: ModelRevision) -> Endp
                     "measure": Measure.model_validate(endpoint.scaling_measure)
                     if endpoint.scaling_measure
                     else None,
+                    "scaleToZeroTimeoutSeconds": endpoint.scale_to_zero_after_s,
+                    "stabilizationWindowSeconds": endpoint.stabilization_s,
                 },
             },
             "model": {
@@ -121,3 +125,14 @@ def render_endpoint(
         ],
     }
     return body
+
+
+def render_event(event: ScalingEvent) -> dict[str, Any]:
+    return {
+        "at": _iso(event.at),
+        "from": event.previous,
+        "to": event.desired,
+        "cause": event.cause,
+        "reason": event.reason,
+        "inputs": event.inputs,
+    }

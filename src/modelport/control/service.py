@@ -16,15 +16,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelport.control.reconcile import status_changes
+from modelport.control.reconcile import status_changes, target_replicas
 from modelport.control.resources import (
     fields_from_spec,
     render_endpoint,
+    render_event,
     revision_from_spec,
     spec_from_records,
 )
 from modelport.spec.endpoint import EndpointSpec, EndpointState, Intent, merge_update
-from modelport.store.records import EndpointRecord
+from modelport.store.records import EndpointRecord, ScalingEvent
 from modelport.store.repository import AlreadyExists, NotFound, Store
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -161,18 +162,33 @@ class EndpointService:
         """A request reached a scaled-to-zero endpoint: bring it back (no-op otherwise)."""
         endpoint = self.store.get_endpoint(namespace, name)
         if endpoint.intent == Intent.SCALED_TO_ZERO:
-            self._set_intent(endpoint, Intent.ACTIVE)
+            self._set_intent(endpoint, Intent.ACTIVE, "request", "a request arrived at zero replicas")
 
     def delete(self, namespace: str, name: str) -> dict[str, Any]:
         return self._set_intent(self.find(namespace, name), Intent.DELETING)
 
-    def _set_intent(self, endpoint: EndpointRecord, intent: Intent) -> dict[str, Any]:
+    def events(self, namespace: str, name: str, limit: int) -> dict[str, Any]:
+        endpoint = self.find(namespace, name)
+        return {"items": [render_event(e) for e in self.store.scaling_events.list(endpoint.id, limit)]}
+
+    def _set_intent(
+        self, endpoint: EndpointRecord, intent: Intent, cause: str = "user", reason: str = ""
+    ) -> dict[str, Any]:
         changes: dict[str, Any] = {"intent": intent.value}
         if intent == Intent.ACTIVE:
             changes.update(update_error=None)
             if endpoint.state == EndpointState.FAILED:
                 changes.update(state=EndpointState.PENDING.value, message="")
-        return self._settle(self.store.update_endpoint(endpoint.id, self.now(), **changes))
+        now = self.now()
+        updated = self.store.update_endpoint(endpoint.id, now, **changes)
+        before, after = target_replicas(endpoint), target_replicas(updated)
+        if before != after:
+            self.store.scaling_events.add(
+                ScalingEvent(
+                    updated.id, now, before, after, cause, reason or f"{intent.value} by the user", {}
+                )
+            )
+        return self._settle(updated)
 
     def _settle(self, endpoint: EndpointRecord) -> dict[str, Any]:
         """Write the status the change implies now (a PUT answers "updating", a pause "paused"),

@@ -3,7 +3,9 @@
 Every request holds a slot of its endpoint from the moment it is admitted until its answer is
 fully relayed. With `maxConcurrent` set, requests beyond it wait in arrival order, up to
 `maxQueue` of them; one more is refused at once (429) rather than queued without bound.
-`outstanding` (in flight + waiting) is what the overflow policy looks at.
+`outstanding` (in flight + waiting) is what the overflow policy looks at; `pending` (also
+counting requests held while the endpoint has no ready replica) and `arrivals` are what the
+autoscaler reads.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ class QueueFull(Exception):
 class Admission:
     in_flight: int = 0
     waiters: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
+    held: int = 0  # requests waiting for the endpoint to have a ready replica
+    arrivals: int = 0  # requests that ever arrived for this endpoint
 
     @property
     def outstanding(self) -> int:
         return self.in_flight + len(self.waiters)
+
+    @property
+    def pending(self) -> int:
+        return self.in_flight + len(self.waiters) + self.held
 
     async def enter(self, max_concurrent: int | None, max_queue: int) -> Callable[[], None]:
         """Wait for a slot (or raise `QueueFull`); call the returned function once when done."""

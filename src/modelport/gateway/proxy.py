@@ -252,6 +252,7 @@ class Gateway:
     async def _serve_on(
         self, view: EndpointView, ex: Exchange, call: Call, request: Request, fallback: EndpointView | None
     ) -> Response:
+        self.admissions.of(view.namespace, view.name).arrivals += 1
         if not view.routes:
             _refuse_if_down(view)
             if fallback is not None:  # serve from the fallback now rather than hold; wake this one
@@ -271,6 +272,14 @@ class Gateway:
 
     async def _hold(self, view: EndpointView, hold_s: float) -> EndpointView:
         """Wait (up to hold_s) for a ready replica, waking a scaled-to-zero endpoint first."""
+        admission = self.admissions.of(view.namespace, view.name)
+        admission.held += 1  # counted as pending load by the autoscaler while held
+        try:
+            return await self._wait_ready(view, hold_s)
+        finally:
+            admission.held -= 1
+
+    async def _wait_ready(self, view: EndpointView, hold_s: float) -> EndpointView:
         ref = f"{view.namespace}/{view.name}"
         woke = view.intent == Intent.SCALED_TO_ZERO
         if woke:

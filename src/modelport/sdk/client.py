@@ -284,6 +284,11 @@ class Endpoint(_Handle):
         path = core.endpoint_path(self.namespace, self.name, "logs")
         return list(self.client._run(core.request("GET", path, params={"tail": tail}))["replicas"])
 
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Scaling decisions (autoscaler, wake-ups, user actions), oldest first."""
+        path = core.endpoint_path(self.namespace, self.name, "events")
+        return list(self.client._run(core.request("GET", path, params={"limit": limit}))["items"])
+
     def openai(self) -> openai.OpenAI:
         import openai
 
@@ -333,6 +338,11 @@ class AsyncEndpoint(_Handle):
     async def logs(self, tail: int = 200) -> list[dict[str, Any]]:
         path = core.endpoint_path(self.namespace, self.name, "logs")
         return list((await self.client._run(core.request("GET", path, params={"tail": tail})))["replicas"])
+
+    async def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Scaling decisions (autoscaler, wake-ups, user actions), oldest first."""
+        path = core.endpoint_path(self.namespace, self.name, "events")
+        return list((await self.client._run(core.request("GET", path, params={"limit": limit})))["items"])
 
     def openai(self) -> openai.AsyncOpenAI:
         import openai

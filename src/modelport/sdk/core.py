@@ -78,6 +78,9 @@ def create_payload(
     min_replicas: int = 1,
     max_replicas: int | None = None,
     scale_to_zero_timeout: int | None = None,
+    scale_to_zero_after_s: float | None = None,
+    target_pending: float | None = None,
+    stabilization_s: float | None = None,
     engine_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
@@ -102,6 +105,7 @@ def create_payload(
                 "minReplica": min_replicas,
                 "maxReplica": max_replicas if max_replicas is not None else max(min_replicas, 1),
                 "scaleToZeroTimeout": scale_to_zero_timeout,
+                **_autoscaling(scale_to_zero_after_s, target_pending, stabilization_s),
             }
         },
         "model": model_part,
@@ -119,6 +123,9 @@ def update_payload(
     min_replicas: int | None = None,
     max_replicas: int | None = None,
     scale_to_zero_timeout: int | None = None,
+    scale_to_zero_after_s: float | None = None,
+    target_pending: float | None = None,
+    stabilization_s: float | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     tags: list[str] | None = None,
@@ -143,6 +150,7 @@ def update_payload(
             "minReplica": min_replicas,
             "maxReplica": max_replicas,
             "scaleToZeroTimeout": scale_to_zero_timeout,
+            **_autoscaling(scale_to_zero_after_s, target_pending, stabilization_s),
         }.items()
         if value is not None
     }
@@ -193,3 +201,17 @@ def wait_for_ready(
 def _absolute(model: str) -> str:
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() or model.startswith((".", "/", "~")) else model
+
+
+def _autoscaling(
+    scale_to_zero_after_s: float | None, target_pending: float | None, stabilization_s: float | None
+) -> dict[str, Any]:
+    """The autoscaler's settings that were given, as `compute.scaling` fields."""
+    out: dict[str, Any] = {}
+    if scale_to_zero_after_s is not None:
+        out["scaleToZeroTimeoutSeconds"] = scale_to_zero_after_s
+    if target_pending is not None:
+        out["measure"] = {"pendingRequests": target_pending}
+    if stabilization_s is not None:
+        out["stabilizationWindowSeconds"] = stabilization_s
+    return out

@@ -87,6 +87,13 @@ class Scaling(_Wire):
     max_replica: int = Field(default=1, ge=1, le=MAX_REPLICAS_LIMIT)
     scale_to_zero_timeout: int | None = Field(default=None, ge=0, description="minutes idle before zero")
     measure: Measure | None = None
+    # modelport extensions: the same windows with seconds precision (e.g. seconds on a laptop)
+    scale_to_zero_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="seconds idle before zero; overrides scaleToZeroTimeout"
+    )
+    stabilization_window_seconds: float | None = Field(
+        default=None, ge=0, description="scale down only below the highest need of this window (default 300)"
+    )
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Scaling:

@@ -36,6 +36,8 @@ class EndpointFields:
     max_replica: int
     scale_to_zero_timeout: int | None
     scaling_measure: dict[str, float] | None
+    scale_to_zero_after_s: float | None  # set with seconds precision (overrides the minutes)
+    stabilization_s: float | None
     vendor: str
     region: str
     tags: list[str]
@@ -54,6 +56,7 @@ class EndpointRecord(EndpointFields):
     message: str
     ready_replicas: int
     target_replicas: int
+    desired_replicas: int | None  # the autoscaler's count while active; None means the minimum
     update_error: str | None
     created_at: datetime
     updated_at: datetime
@@ -109,3 +112,17 @@ class UsageRecord:
     latency_ms: float
     first_byte_ms: float | None
     started_at: datetime
+
+
+@dataclass(frozen=True)
+class ScalingEvent:
+    """One change of an endpoint's replica count, with why and what the decision saw."""
+
+    endpoint_id: int
+    at: datetime
+    previous: int
+    desired: int
+    cause: str  # autoscaler | request (a request woke it) | user
+    reason: str
+    inputs: dict[str, float]
+    id: int | None = None

@@ -25,6 +25,7 @@ from modelport.store import tables
 from modelport.store.errors import AlreadyExists, NotFound, Stale, StoreBusy, StoreError
 from modelport.store.keys import KeyStore
 from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord
+from modelport.store.scaling import ScalingEventStore
 from modelport.store.times import utc as _utc
 from modelport.store.usage import UsageStore
 
@@ -49,6 +50,7 @@ class Store:
         self.engine = engine
         self.keys = KeyStore(engine)
         self.usage = UsageStore(engine)
+        self.scaling_events = ScalingEventStore(engine)
         self._claim: Connection | int | None = None  # what holds the control-plane lock
 
     def claim(self) -> None:
@@ -110,6 +112,7 @@ class Store:
             "message": "",
             "ready_replicas": 0,
             "target_replicas": 0,
+            "desired_replicas": None,
             "update_error": None,
             "created_at": now,
             "updated_at": now,
@@ -205,6 +208,9 @@ class Store:
     def delete_endpoint(self, endpoint_id: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(tables.replicas).where(tables.replicas.c.endpoint_id == endpoint_id))
+            conn.execute(
+                delete(tables.scaling_events).where(tables.scaling_events.c.endpoint_id == endpoint_id)
+            )
             conn.execute(
                 delete(tables.model_revisions).where(tables.model_revisions.c.endpoint_id == endpoint_id)
             )

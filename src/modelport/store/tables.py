@@ -33,6 +33,8 @@ endpoints = Table(
     Column("max_replica", Integer, nullable=False),
     Column("scale_to_zero_timeout", Integer, nullable=True),
     Column("scaling_measure", JSON, nullable=True),
+    Column("scale_to_zero_after_s", Float, nullable=True),  # modelport's finer scaleToZeroTimeout
+    Column("stabilization_s", Float, nullable=True),  # scale-down stabilization window
     Column("vendor", String(64), nullable=False),
     Column("region", String(64), nullable=False),
     Column("tags", JSON, nullable=False),
@@ -44,6 +46,7 @@ endpoints = Table(
     Column("message", Text, nullable=False),
     Column("ready_replicas", Integer, nullable=False),
     Column("target_replicas", Integer, nullable=False),
+    Column("desired_replicas", Integer, nullable=True),  # the autoscaler's count (None: the minimum)
     Column("update_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -121,4 +124,19 @@ usage_records = Table(
     Column("latency_ms", Float, nullable=False),
     Column("first_byte_ms", Float, nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+scaling_events = Table(
+    "scaling_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "endpoint_id", Integer, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("previous", Integer, nullable=False),
+    Column("desired", Integer, nullable=False),
+    Column("cause", String(16), nullable=False),  # autoscaler | request | user
+    Column("reason", Text, nullable=False),
+    Column("inputs", JSON, nullable=False),  # the signals the decision saw
 )

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from modelport.cli import keys_cmd
+from modelport.cli import durations, keys_cmd
 from modelport.cli.main import app
 from modelport.sdk import Client
 from tests.unit.sdk.test_keys import KEY_ID, SECRET, USAGE, wire_key
@@ -232,19 +232,19 @@ def test_bad_overlap_is_a_usage_error(api: Api, bad: str) -> None:
     [("3600", 3600), ("45s", 45), ("90m", 5400), ("12h", 43200), ("30d", 2592000), (" 2H ", 7200)],
 )
 def test_parse_duration(text: str, seconds: int) -> None:
-    assert keys_cmd.parse_duration(text) == seconds
+    assert durations.parse_duration(text) == seconds
 
 
 def test_parse_duration_zero_and_errors() -> None:
-    assert keys_cmd.parse_duration("0", allow_zero=True) == 0
+    assert durations.parse_duration("0", allow_zero=True) == 0
     with pytest.raises(ValueError, match=r"more than 0\), got '0'"):
-        keys_cmd.parse_duration("0")
+        durations.parse_duration("0")
     with pytest.raises(ValueError, match="expected a duration such as 3600"):
-        keys_cmd.parse_duration("ten minutes")
+        durations.parse_duration("ten minutes")
 
 
 def test_format_duration() -> None:
-    assert [keys_cmd.format_duration(s) for s in (0, 45, 5400, 3600, 86400 * 2, 90)] == [
+    assert [durations.format_duration(s) for s in (0, 45, 5400, 3600, 86400 * 2, 90)] == [
         "0s", "45s", "90m", "1h", "2d", "90s"
     ]  # fmt: skip
 

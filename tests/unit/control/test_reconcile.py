@@ -29,9 +29,11 @@ def endpoint(**changes: object) -> EndpointRecord:
     base = EndpointRecord(
         id=1, namespace="default", name="chat", type="protected", accelerator="cpu", instance_type="local",
         instance_size="x1", min_replica=1, max_replica=1, scale_to_zero_timeout=None, scaling_measure=None,
+        scale_to_zero_after_s=None, stabilization_s=None,
         vendor="local", region="local", tags=[], traffic=None, intent="active", generation=1,
         good_generation=1,
-        state="running", message="", ready_replicas=0, target_replicas=0, update_error=None,
+        state="running", message="", ready_replicas=0, target_replicas=0, desired_replicas=None,
+        update_error=None,
         created_at=NOW, updated_at=NOW,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
