@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from modelport.bench.cold_start import ColdStartReport
 from modelport.bench.result import BenchResult
 from modelport.bench.stats import Summary
 
@@ -77,4 +78,40 @@ def error_table(result: BenchResult, limit: int = 5) -> Table | None:
     table.add_column("error")
     for message, count in sorted(counts.items(), key=lambda kv: -kv[1])[:limit]:
         table.add_row(str(count), message)
+    return table
+
+
+_COLD_START_ROWS = (
+    ("spawned_s", "replica process created"),
+    ("interpreter", "Python and CLI up"),
+    ("imports", "torch + model code imported"),
+    ("weights", "weights loaded"),
+    ("kv_cache", "KV pool allocated"),
+    ("warmup", "warm-up forward done"),
+    ("app", "HTTP app built"),
+    ("healthy_s", "/health answers"),
+    ("first_token_s", "first token"),
+)
+
+
+def cold_start_table(report: ColdStartReport) -> Table:
+    """Median seconds at the end of each step: direct from the spawn, via the gateway from the request."""
+    floor = report.floor
+    gateway = report.median(report.gateway, "first_token_s")
+    ratio = f"{gateway / floor.total_s:.2f}x the floor" if gateway else "no gateway run"
+    table = Table(
+        title=f"Cold start of {report.model} (medians of {len(report.direct)} runs; seconds)",
+        caption=f"floor {floor.total_s:.2f} s = imports {floor.import_s:.2f} s + reading "
+        f"{floor.weight_bytes / 2**20:.1f} MiB of weights {floor.read_s:.3f} s; "
+        f"first token via gateway: {ratio}",
+    )
+    table.add_column("step")
+    table.add_column("direct (from spawn)", justify="right")
+    table.add_column("via gateway (from request)", justify="right")
+    for key, label in _COLD_START_ROWS:
+        table.add_row(
+            label,
+            _fmt(report.median(report.direct, key), 2),
+            _fmt(report.median(report.gateway, key), 2),
+        )
     return table

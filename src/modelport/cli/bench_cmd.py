@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -130,3 +132,31 @@ def serve(
             console.print(f"plot: {plot}")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@bench_app.command("cold-start")
+def cold_start(
+    model: Annotated[Path, typer.Argument(help="Model folder to start cold (e.g. .demo/tiny).")],
+    runs: Annotated[int, typer.Option(min=1, help="Runs of each measurement; medians are reported.")] = 3,
+    log_dir: Annotated[Path | None, typer.Option(help="Where replica and control-plane logs go.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Time a cold start step by step, direct and through the gateway, against the physical floor."""
+    from modelport.bench.cold_start import run_cold_start
+    from modelport.bench.report import cold_start_table
+
+    if not (model / "config.json").is_file():
+        raise typer.BadParameter(f"{model} has no config.json: pass a model folder", param_hint="MODEL")
+    err = Console(stderr=True)
+    logs = log_dir or Path(tempfile.mkdtemp(prefix="mp-cold-start-logs-"))
+    try:
+        with err.status("starting") as status:
+            report = run_cold_start(model, runs, logs, lambda text: status.update(text))
+    except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
+        typer.echo(f"error: {exc} (logs in {logs})", err=True)
+        raise typer.Exit(code=1) from exc
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    Console().print(cold_start_table(report))
+    err.print(f"logs: {logs}")

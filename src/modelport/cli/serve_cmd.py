@@ -53,6 +53,9 @@ def serve(
         typer.echo(f"error: --api must be all or openai, not {api!r}", err=True)
         raise typer.Exit(code=2)
     envs.apply_process_defaults()  # before torch is imported
+    from modelport.engine import startup
+
+    startup.mark("interpreter")
     import uvicorn
 
     from modelport.engine.loader import ModelLoadError
@@ -81,6 +84,7 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     app = create_app(state, api)
+    startup.mark("app")
     typer.echo(
         f"modelport: serving {state.model_name} on http://{host}:{port} (OpenAI: http://{host}:{port}/v1)",
         err=True,

@@ -49,6 +49,9 @@ ERROR_LINES = 20
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
     interval_s: float = 0.5
+    # while a replica starts, its health is polled this often: a cold start's last step is
+    # "ready → routed", and a request held at zero waits for exactly that
+    starting_poll_s: float = 0.1
     drain_timeout_s: float = 60.0  # longest wait for in-flight requests before stopping a replica
     stop_grace_s: float = 30.0  # SIGTERM → SIGKILL
     start_timeout_s: float = 900.0  # a replica not healthy by then is stopped and counts as a failed start
@@ -73,6 +76,7 @@ class ControlLoop:
         self._stops: dict[str, asyncio.Task[None]] = {}
         self._revisions: dict[tuple[int, int], ModelRevision] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._starting = False  # a replica is starting: tick at the faster poll
 
     # -- driving -------------------------------------------------------------------------
     def notify(self) -> None:
@@ -87,8 +91,9 @@ class ControlLoop:
                 await self.tick()
             except Exception:  # a bad tick must not stop reconciling; the next one retries
                 log.exception("control loop tick failed")
+            wait_s = self.settings.starting_poll_s if self._starting else self.settings.interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
             self._wake.clear()
 
     async def tick(self) -> None:
@@ -102,6 +107,7 @@ class ControlLoop:
         endpoints, replicas = await asyncio.to_thread(self._load)
         await asyncio.to_thread(self._write_status, endpoints, replicas)
         self._publish(endpoints, replicas)
+        self._starting = any(r.phase == ReplicaPhase.STARTING for r in replicas)
 
     async def shutdown(self, stop_replicas: bool) -> None:
         """Finish stops in progress; with stop_replicas, stop every replica and forget it."""

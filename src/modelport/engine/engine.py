@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from modelport.engine import startup
 from modelport.engine.kv_cache import KVCachePool, KVLayout
 from modelport.engine.loader import LoadedModel
 from modelport.engine.metrics import EngineMetrics
@@ -296,7 +297,9 @@ class LLMEngine:
     def _run(self) -> None:
         try:
             self._setup()
+            startup.mark("kv_cache")
             self._warmup()
+            startup.mark("warmup")
         except BaseException as exc:
             log.exception("engine start failed")
             self.dead = exc

@@ -137,13 +137,14 @@ def load_causal_lm(
 ) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from modelport.engine import attention
+    from modelport.engine import attention, startup
 
     path = Path(path)
     has_safetensors = check_weights(path, allow_pickle)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
-    attention.register()
+    attention.register()  # imports transformers' model machinery: the bulk of the import time
+    startup.mark("imports")
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
@@ -162,6 +163,7 @@ def load_causal_lm(
         raise ModelLoadError(f"cannot load {path}: {exc}") from exc
     model.to(dev)  # type: ignore[arg-type]
     model.eval()  # type: ignore[no-untyped-call]
+    startup.mark("weights")
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     num_heads = int(text_config.num_attention_heads)
     head_dim = int(getattr(text_config, "head_dim", None) or text_config.hidden_size // num_heads)

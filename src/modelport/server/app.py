@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelport import __version__
+from modelport.engine import startup
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware, error_response
 from modelport.server import embed_routes, openai_routes, tgi_routes
@@ -75,7 +76,7 @@ def create_app(state: ServerState, api: str = "all") -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        body = b""
+        body = generate_latest(startup.registry())
         if state.llm is not None:
             body += generate_latest(state.llm.metrics.registry)
         if state.embedder is not None:

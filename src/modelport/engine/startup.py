@@ -1,0 +1,64 @@
+"""A replica's start, step by step: when each phase ended, in seconds since its process began.
+
+Marked by the serve command, the loader and the engine; served on /metrics as
+`modelport:startup_phase_seconds{phase=...}` so `modelport bench cold-start` (and anyone with
+Prometheus) can see where a cold start goes. Phases, in order: `interpreter` (Python and the
+CLI are up), `imports` (torch and the model code), `weights` (weights read and on the device),
+`kv_cache` (the KV pool allocated), `warmup` (a first forward pass ran), `app` (the HTTP app is
+built; the server listens a few milliseconds later).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+from prometheus_client import CollectorRegistry, Gauge
+
+PHASES = ("interpreter", "imports", "weights", "kv_cache", "warmup", "app")
+
+_marks: dict[str, float] = {}
+
+
+def mark(phase: str) -> None:
+    """Record the end of a phase (the first time only: a restarted engine keeps the first start)."""
+    _marks.setdefault(phase, time.time())
+
+
+def process_created_at() -> float:
+    """When this process was created (unix time), to ~10 ms: from its start tick and the uptime
+    clock, since psutil's figure rests on a boot time rounded to the second."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):  # not Linux
+        return float(psutil.Process().create_time())
+
+
+_created = process_created_at()
+
+
+def timeline() -> dict[str, float]:
+    """Seconds since the process was created, per phase marked so far."""
+    return {phase: round(at - _created, 4) for phase, at in _marks.items()}
+
+
+def registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    gauge = Gauge(
+        "modelport:startup_phase_seconds",
+        "When each phase of this replica's start ended, in seconds since its process began.",
+        ["phase"],
+        registry=registry,
+    )
+    for phase, seconds in timeline().items():
+        gauge.labels(phase).set(seconds)
+    Gauge(
+        "modelport:process_created_timestamp_seconds",
+        "When this replica's process was created (unix time).",
+        registry=registry,
+    ).set(_created)
+    return registry
