@@ -92,3 +92,35 @@ def test_burst_at_zero_scales_out_and_idle_scales_back_to_zero(tmp_path: Path, t
         assert any(c == "autoscaler" and t > f >= 1 for f, t, c in path), path
         assert path[-1][1] == 0 and path[-1][2] == "autoscaler", path
         assert all(e["reason"] for e in events)
+
+
+def test_a_warm_standby_serves_a_request_at_zero_without_loading(tmp_path: Path, tiny_model: Path) -> None:
+    with ControlPlaneProcess(tmp_path / "data", None, "--no-demo") as cp:
+        ep = Client(cp.url, token=cp.token).create_endpoint(
+            "standby", model=str(tiny_model), min_replicas=0, max_replicas=2, warm_standby=1
+        )
+        # one serving replica plus one loaded standby, then scaled to zero: the standby stays
+        deadline = time.monotonic() + 180
+        while (status := cp.endpoint("standby")["status"])["standbyReplica"] != 1:  # type: ignore[index]
+            assert time.monotonic() < deadline, status
+            time.sleep(0.3)
+        ep.scale_to_zero()
+        asleep = cp.wait_for("standby", "scaledToZero", timeout=60, ready=0)["status"]
+        assert isinstance(asleep, dict)
+        kept = [r for r in asleep["replicas"] if r["phase"] == "ready"]
+        assert asleep["standbyReplica"] == 1 and len(kept) == 1, asleep
+
+        start = time.monotonic()
+        assert chat(str(ep.url), cp.token, stream=True) == 200
+        served_after = time.monotonic() - start
+        awake = cp.endpoint("standby")["status"]
+        assert isinstance(awake, dict)
+        ready = [r["id"] for r in awake["replicas"] if r["phase"] == "ready"]
+        # the replica that answered was the standby: no other one had finished loading yet
+        assert ready == [kept[0]["id"]], awake
+        print(f"request at zero with a warm standby: answered in {served_after:.2f} s, no load on its path")
+        cp.wait_for("standby", "running", timeout=120)
+        deadline = time.monotonic() + 180
+        while (status := cp.endpoint("standby")["status"])["standbyReplica"] != 1:  # type: ignore[index]
+            assert time.monotonic() < deadline, status  # a new standby is loaded behind it
+            time.sleep(0.3)

@@ -68,6 +68,12 @@ ScaleToZeroAfter = Annotated[
 TargetPending = Annotated[
     float | None, typer.Option(min=0.01, help="Autoscaling target: pending requests per replica (default 1).")
 ]
+WarmStandby = Annotated[
+    int | None,
+    typer.Option(
+        min=0, max=4, help="Replicas kept loaded out of rotation: scale-ups skip the load (costs memory)."
+    ),
+]
 Stabilization = Annotated[
     int | None,
     typer.Option(parser=_seconds, metavar="DURATION", help="Scale down only after this calm (default 5m)."),
@@ -169,6 +175,7 @@ def create(
     scale_to_zero_after: ScaleToZeroAfter = None,
     target_pending: TargetPending = None,
     stabilization: Stabilization = None,
+    warm_standby: WarmStandby = None,
     engine_arg: Annotated[list[str] | None, typer.Option(help="Extra engine argument (repeatable).")] = None,
     env: KeyValues = None,
     secret: KeyValues = None,
@@ -193,6 +200,7 @@ def create(
         scale_to_zero_after_s=scale_to_zero_after,
         target_pending=target_pending,
         stabilization_s=stabilization,
+        warm_standby=warm_standby,
         engine_args=engine_arg,
         env=_pairs(env, "--env"),
         secrets=_pairs(secret, "--secret"),
@@ -331,6 +339,7 @@ def update(
     scale_to_zero_after: ScaleToZeroAfter = None,
     target_pending: TargetPending = None,
     stabilization: Stabilization = None,
+    warm_standby: WarmStandby = None,
     env: KeyValues = None,
     secret: KeyValues = None,
     wait: Wait = True,
@@ -351,6 +360,7 @@ def update(
         scale_to_zero_after_s=scale_to_zero_after,
         target_pending=target_pending,
         stabilization_s=stabilization,
+        warm_standby=warm_standby,
         env=_pairs(env, "--env"),
         secrets=_pairs(secret, "--secret"),
     )

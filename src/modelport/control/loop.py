@@ -30,7 +30,10 @@ from modelport.control.reconcile import (
     StartReplica,
     StopReplica,
     plan,
+    serving_count,
+    standby_replicas,
     status_changes,
+    target_replicas,
 )
 from modelport.gateway.access import parse_networks
 from modelport.gateway.routing import ALL_APIS, EndpointView, Route, RoutingTable
@@ -320,7 +323,9 @@ class ControlLoop:
         for endpoint in endpoints:
             ready = [r for r in replicas if r.endpoint_id == endpoint.id and r.phase == ReplicaPhase.READY]
             current = [r for r in ready if r.generation == endpoint.generation]
-            serving = current or ready
+            # the oldest ready replicas serve; up to warmStandby beyond the target wait, loaded
+            pool = sorted(current or ready, key=lambda r: (r.ready_at or r.started_at, r.id))
+            serving = pool[: serving_count(len(pool), target_replicas(endpoint), standby_replicas(endpoint))]
             revision = self._revision(endpoint.id, serving[0].generation if serving else endpoint.generation)
             traffic = Traffic.model_validate(endpoint.traffic or {})
             views[(endpoint.namespace, endpoint.name)] = EndpointView(

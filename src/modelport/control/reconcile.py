@@ -82,6 +82,22 @@ def target_replicas(endpoint: EndpointRecord) -> int:
     return min(max(wanted, floor), max(endpoint.max_replica, floor))
 
 
+def standby_replicas(endpoint: EndpointRecord) -> int:
+    """Loaded replicas kept out of rotation, while active or scaled to zero (a paused, failed or
+    deleting endpoint keeps none)."""
+    if (
+        endpoint.intent not in (Intent.ACTIVE, Intent.SCALED_TO_ZERO)
+        or endpoint.state == EndpointState.FAILED
+    ):
+        return 0
+    return endpoint.warm_standby
+
+
+def serving_count(ready: int, target: int, standby: int) -> int:
+    """Of `ready` replicas, how many take traffic: all but up to `standby` beyond the target."""
+    return ready - min(max(ready - target, 0), standby)
+
+
 def backoff_s(restarts: int) -> float:
     return float(min(BACKOFF_BASE_S * 2**restarts, BACKOFF_MAX_S))
 
@@ -101,7 +117,8 @@ def plan(
 def _plan_endpoint(endpoint: EndpointRecord, replicas: list[ReplicaRecord], now: datetime) -> list[Action]:
     live = [r for r in replicas if r.phase != STOPPING]
     target = target_replicas(endpoint)
-    if target == 0:
+    total = target + standby_replicas(endpoint)  # serving plus warm standby
+    if total == 0:
         if endpoint.intent == Intent.DELETING and not replicas:
             return [RemoveEndpoint(endpoint.id)]
         return [StopReplica(r.id) for r in live]
@@ -119,15 +136,15 @@ def _plan_endpoint(endpoint: EndpointRecord, replicas: list[ReplicaRecord], now:
         if now >= replica.exited_at + timedelta(seconds=backoff_s(replica.restarts)):
             actions.append(RestartReplica(replica.id))
 
-    if len(current) < target:
-        actions += [StartReplica(endpoint.id, endpoint.generation)] * (target - len(current))
-    elif len(current) > target:
+    if len(current) < total:
+        actions += [StartReplica(endpoint.id, endpoint.generation)] * (total - len(current))
+    elif len(current) > total:
         # drop the least useful first: exited, then starting, then the newest ready
         order = {ReplicaPhase.EXITED: 0, ReplicaPhase.STARTING: 1, ReplicaPhase.READY: 2}
         surplus = sorted(
             current, key=lambda r: (order.get(ReplicaPhase(r.phase), 0), -r.started_at.timestamp())
         )
-        actions += [StopReplica(r.id) for r in surplus[: len(current) - target]]
+        actions += [StopReplica(r.id) for r in surplus[: len(current) - total]]
 
     ready = sum(1 for r in current if r.phase == ReplicaPhase.READY)
     if ready >= target:
@@ -161,8 +178,9 @@ class Status:
 def derive_status(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -> Status:
     """status.{state, message, readyReplica, targetReplica} from the facts, nothing remembered."""
     live = [r for r in replicas if r.phase != STOPPING]
-    ready = sum(1 for r in live if r.phase == ReplicaPhase.READY)
     target = target_replicas(endpoint)
+    all_ready = sum(1 for r in live if r.phase == ReplicaPhase.READY)
+    ready = serving_count(all_ready, target, standby_replicas(endpoint))
     if endpoint.intent == Intent.PAUSED:
         return Status(EndpointState.PAUSED, "paused by the user; resume to serve again", ready, 0)
     if endpoint.intent == Intent.SCALED_TO_ZERO:

@@ -28,6 +28,7 @@ def fields_from_spec(namespace: str, spec: EndpointSpec, intent: Intent = Intent
         scaling_measure=measure,
         scale_to_zero_after_s=scaling.scale_to_zero_timeout_seconds,
         stabilization_s=scaling.stabilization_window_seconds,
+        warm_standby=scaling.warm_standby,
         vendor=spec.provider.vendor,
         region=spec.provider.region,
         tags=list(spec.tags),
@@ -70,6 +71,7 @@ def spec_from_records(endpoint: EndpointRecord, revision: ModelRevision) -> Endp
                     else None,
                     "scaleToZeroTimeoutSeconds": endpoint.scale_to_zero_after_s,
                     "stabilizationWindowSeconds": endpoint.stabilization_s,
+                    "warmStandby": endpoint.warm_standby,
                 },
             },
             "model": {
@@ -108,6 +110,8 @@ def render_endpoint(
         "message": endpoint.message,
         "readyReplica": endpoint.ready_replicas,
         "targetReplica": endpoint.target_replicas,
+        # started, loaded and out of rotation (compute.scaling.warmStandby)
+        "standbyReplica": max(0, sum(1 for r in replicas if r.phase == "ready") - endpoint.ready_replicas),
         "createdAt": _iso(endpoint.created_at),
         "updatedAt": _iso(endpoint.updated_at),
         "generation": endpoint.generation,

@@ -81,6 +81,7 @@ def create_payload(
     scale_to_zero_after_s: float | None = None,
     target_pending: float | None = None,
     stabilization_s: float | None = None,
+    warm_standby: int | None = None,
     engine_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
@@ -105,7 +106,7 @@ def create_payload(
                 "minReplica": min_replicas,
                 "maxReplica": max_replicas if max_replicas is not None else max(min_replicas, 1),
                 "scaleToZeroTimeout": scale_to_zero_timeout,
-                **_autoscaling(scale_to_zero_after_s, target_pending, stabilization_s),
+                **_autoscaling(scale_to_zero_after_s, target_pending, stabilization_s, warm_standby),
             }
         },
         "model": model_part,
@@ -126,6 +127,7 @@ def update_payload(
     scale_to_zero_after_s: float | None = None,
     target_pending: float | None = None,
     stabilization_s: float | None = None,
+    warm_standby: int | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     tags: list[str] | None = None,
@@ -150,7 +152,7 @@ def update_payload(
             "minReplica": min_replicas,
             "maxReplica": max_replicas,
             "scaleToZeroTimeout": scale_to_zero_timeout,
-            **_autoscaling(scale_to_zero_after_s, target_pending, stabilization_s),
+            **_autoscaling(scale_to_zero_after_s, target_pending, stabilization_s, warm_standby),
         }.items()
         if value is not None
     }
@@ -204,7 +206,10 @@ def _absolute(model: str) -> str:
 
 
 def _autoscaling(
-    scale_to_zero_after_s: float | None, target_pending: float | None, stabilization_s: float | None
+    scale_to_zero_after_s: float | None,
+    target_pending: float | None,
+    stabilization_s: float | None,
+    warm_standby: int | None,
 ) -> dict[str, Any]:
     """The autoscaler's settings that were given, as `compute.scaling` fields."""
     out: dict[str, Any] = {}
@@ -214,4 +219,6 @@ def _autoscaling(
         out["measure"] = {"pendingRequests": target_pending}
     if stabilization_s is not None:
         out["stabilizationWindowSeconds"] = stabilization_s
+    if warm_standby is not None:
+        out["warmStandby"] = warm_standby
     return out

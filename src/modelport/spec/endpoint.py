@@ -23,6 +23,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Arguments the control plane sets itself: a user value would break routing or naming.
 RESERVED_ENGINE_ARGS = ("--host", "--port", "--served-model-name")
 MAX_REPLICAS_LIMIT = 64
+MAX_STANDBY = 4
 
 
 class EndpointType(StrEnum):
@@ -93,6 +94,13 @@ class Scaling(_Wire):
     )
     stabilization_window_seconds: float | None = Field(
         default=None, ge=0, description="scale down only below the highest need of this window (default 300)"
+    )
+    warm_standby: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_STANDBY,
+        description="replicas kept started with weights loaded but not serving, so scaling up (from zero "
+        "too) skips the load; they cost their memory all the time",
     )
 
     @model_validator(mode="after")

@@ -38,6 +38,7 @@ class EndpointFields:
     scaling_measure: dict[str, float] | None
     scale_to_zero_after_s: float | None  # set with seconds precision (overrides the minutes)
     stabilization_s: float | None
+    warm_standby: int  # replicas kept loaded but out of rotation
     vendor: str
     region: str
     tags: list[str]

@@ -35,6 +35,9 @@ endpoints = Table(
     Column("scaling_measure", JSON, nullable=True),
     Column("scale_to_zero_after_s", Float, nullable=True),  # modelport's finer scaleToZeroTimeout
     Column("stabilization_s", Float, nullable=True),  # scale-down stabilization window
+    Column(
+        "warm_standby", Integer, nullable=False, server_default="0"
+    ),  # loaded replicas kept out of rotation
     Column("vendor", String(64), nullable=False),
     Column("region", String(64), nullable=False),
     Column("tags", JSON, nullable=False),

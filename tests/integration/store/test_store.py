@@ -26,6 +26,7 @@ def fields(name: str = "chat") -> EndpointFields:
         namespace="default", name=name, type="protected", accelerator="cpu", instance_type="local",
         instance_size="x1", min_replica=1, max_replica=3, scale_to_zero_timeout=15,
         scaling_measure={"pendingRequests": 4.0}, scale_to_zero_after_s=None, stabilization_s=None,
+        warm_standby=0,
         vendor="local", region="eu", tags=["dev"], traffic=None,
         intent="active",
     )  # fmt: skip

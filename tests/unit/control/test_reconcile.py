@@ -18,6 +18,8 @@ from modelport.control.reconcile import (
     backoff_s,
     derive_status,
     plan,
+    serving_count,
+    target_replicas,
 )
 from modelport.spec.endpoint import EndpointState
 from modelport.store.records import EndpointRecord, ReplicaRecord
@@ -29,7 +31,7 @@ def endpoint(**changes: object) -> EndpointRecord:
     base = EndpointRecord(
         id=1, namespace="default", name="chat", type="protected", accelerator="cpu", instance_type="local",
         instance_size="x1", min_replica=1, max_replica=1, scale_to_zero_timeout=None, scaling_measure=None,
-        scale_to_zero_after_s=None, stabilization_s=None,
+        scale_to_zero_after_s=None, stabilization_s=None, warm_standby=0,
         vendor="local", region="local", tags=[], traffic=None, intent="active", generation=1,
         good_generation=1,
         state="running", message="", ready_replicas=0, target_replicas=0, desired_replicas=None,
@@ -156,3 +158,36 @@ def test_status_says_what_happened_to_a_restarted_replica() -> None:
     status = derive_status(endpoint(), [back])
     assert status.state == EndpointState.RUNNING
     assert "abcdef12" in status.message and "exit code -9" in status.message
+
+
+def test_the_autoscalers_count_is_the_target_within_bounds() -> None:
+    assert target_replicas(endpoint(min_replica=1, max_replica=4, desired_replicas=3)) == 3
+    assert target_replicas(endpoint(min_replica=2, max_replica=4, desired_replicas=1)) == 2
+    assert target_replicas(endpoint(min_replica=0, max_replica=2, desired_replicas=5)) == 2
+    assert (
+        target_replicas(endpoint(min_replica=0, max_replica=2, intent="scaledToZero", desired_replicas=2))
+        == 0
+    )
+
+
+def test_warm_standby_runs_beside_the_serving_replicas_and_through_scale_to_zero() -> None:
+    active = endpoint(warm_standby=1)
+    assert plan([active], [replica("a")], NOW) == [StartReplica(1, 1)]
+    assert plan([active], [replica("a"), replica("b")], NOW) == []
+    asleep = endpoint(warm_standby=1, intent="scaledToZero")
+    newer = replica("b", started_at=NOW - timedelta(minutes=1))
+    assert plan([asleep], [replica("a"), newer], NOW) == [StopReplica("b")]  # the newest goes
+    assert plan([asleep], [replica("a")], NOW) == []  # the standby stays loaded at zero
+    paused = endpoint(warm_standby=1, intent="paused")
+    assert plan([paused], [replica("a")], NOW) == [StopReplica("a")]
+
+
+def test_standby_replicas_are_not_counted_as_serving() -> None:
+    assert [serving_count(ready, 1, 1) for ready in (0, 1, 2, 3)] == [0, 1, 1, 2]
+    assert serving_count(1, 0, 1) == 0  # scaled to zero: the standby does not serve
+    assert serving_count(2, 2, 1) == 2  # scaled up: the standby serves at once
+    asleep = endpoint(warm_standby=1, intent="scaledToZero", state="scaledToZero")
+    status = derive_status(asleep, [replica("a")])
+    assert (status.state, status.ready, status.target) == ("scaledToZero", 0, 0)
+    awake = derive_status(endpoint(warm_standby=1), [replica("a"), replica("b")])
+    assert (awake.state, awake.ready, awake.target) == ("running", 1, 1)

@@ -1,4 +1,4 @@
-"""Autoscaling: per-endpoint scaling windows, the autoscaler's count, and its decisions.
+"""Autoscaling: per-endpoint scaling windows and warm standby, the autoscaler's count, its decisions.
 
 Revision ID: 0003
 Revises: 0002
@@ -18,6 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("endpoints", sa.Column("scale_to_zero_after_s", sa.Float, nullable=True))
     op.add_column("endpoints", sa.Column("stabilization_s", sa.Float, nullable=True))
+    op.add_column("endpoints", sa.Column("warm_standby", sa.Integer, nullable=False, server_default="0"))
     op.add_column("endpoints", sa.Column("desired_replicas", sa.Integer, nullable=True))
     op.create_table(
         "scaling_events",
@@ -38,5 +39,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("scaling_events")
     op.drop_column("endpoints", "desired_replicas")
+    op.drop_column("endpoints", "warm_standby")
     op.drop_column("endpoints", "stabilization_s")
     op.drop_column("endpoints", "scale_to_zero_after_s")
