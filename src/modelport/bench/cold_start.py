@@ -6,9 +6,13 @@ Three measurements of one model folder:
 - a replica started directly (`modelport serve`): when each start phase ended (the replica's
   own `modelport:startup_phase_seconds`), when /health first answered, and the first token;
 - through the gateway: an endpoint scaled to zero gets one streamed request; the time to its
-  first token, split into wake → process spawned → the replica's phases → routed → first token.
+  first token, split into wake → process spawned → the replica's phases → routed → first token;
+- with a warm standby (`warmStandby: 1`): the same request at zero, served by the loaded
+  standby, and what the standby costs while idle (its resident memory).
 
-Every figure is the median over `runs`; the raw runs are kept in the result.
+Every figure is the median over `runs`; the raw runs are kept in the result. The floor's
+samples are taken between the runs (this machine's speed drifts by tens of percent over
+minutes, so a floor measured once, apart, would not be comparable).
 """
 
 from __future__ import annotations
@@ -59,14 +63,21 @@ class StartRun:
 
 
 @dataclass
+class StandbyRun:
+    first_token_s: float  # from the request at zero replicas, served by the standby
+    rss_bytes: int  # what the idle standby holds in memory meanwhile
+
+
+@dataclass
 class ColdStartReport:
     model: str
     floor: Floor
     direct: list[StartRun] = field(default_factory=list)
     gateway: list[StartRun] = field(default_factory=list)
+    standby: list[StandbyRun] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
 
-    def median(self, runs: list[StartRun], key: str) -> float | None:
+    def median(self, runs: list[StartRun] | list[StandbyRun], key: str) -> float | None:
         values = [_get(run, key) for run in runs]
         present = [v for v in values if v is not None]
         return statistics.median(present) if present else None
@@ -79,8 +90,8 @@ class ColdStartReport:
         return out
 
 
-def _get(run: StartRun, key: str) -> float | None:
-    if key in PHASES:
+def _get(run: StartRun | StandbyRun, key: str) -> float | None:
+    if isinstance(run, StartRun) and key in PHASES:
         return run.phases.get(key)
     value = getattr(run, key)
     return float(value) if value is not None else None
@@ -97,22 +108,27 @@ def engine_imports(model: Path) -> str:
     )
 
 
-def measure_floor(model: Path, runs: int = 3) -> Floor:
-    code = engine_imports(model)
-    imports = []
-    for _ in range(runs):
+class FloorSampler:
+    """Samples of the floor's two parts, taken whenever `sample()` is called."""
+
+    def __init__(self, model: Path) -> None:
+        self.code = engine_imports(model)
+        self.files = sorted(model.glob("*.safetensors"))
+        self.imports: list[float] = []
+        self.reads: list[float] = []
+        _read_all(self.files)  # warm the page cache
+
+    def sample(self) -> None:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env=_env())
-        imports.append(time.perf_counter() - start)
-    files = sorted(model.glob("*.safetensors"))
-    _read_all(files)  # warm the page cache
-    reads = []
-    for _ in range(runs):
+        subprocess.run([sys.executable, "-c", self.code], check=True, env=_env())
+        self.imports.append(time.perf_counter() - start)
         start = time.perf_counter()
-        _read_all(files)
-        reads.append(time.perf_counter() - start)
-    size = sum(f.stat().st_size for f in files)
-    return Floor(statistics.median(imports), statistics.median(reads), size)
+        _read_all(self.files)
+        self.reads.append(time.perf_counter() - start)
+
+    def floor(self) -> Floor:
+        size = sum(f.stat().st_size for f in self.files)
+        return Floor(statistics.median(self.imports), statistics.median(self.reads), size)
 
 
 def _read_all(files: list[Path]) -> None:
@@ -204,7 +220,9 @@ def control_plane(log_dir: Path) -> Iterator[tuple[str, str, int]]:
         yield f"http://127.0.0.1:{port}", (data / "admin-token").read_text().strip(), up.proc.pid
 
 
-def gateway_cold_starts(model: Path, runs: int, log_dir: Path, progress: Progress) -> list[StartRun]:
+def gateway_cold_starts(
+    model: Path, runs: int, log_dir: Path, progress: Progress, between: Callable[[], None] = lambda: None
+) -> list[StartRun]:
     out = []
     with control_plane(log_dir) as (url, token, up_pid):
         api = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=60)
@@ -221,6 +239,7 @@ def gateway_cold_starts(model: Path, runs: int, log_dir: Path, progress: Progres
             api.post("/v2/endpoint/default/cold/scale-to-zero").raise_for_status()
             _wait_state(api, "scaledToZero")
             _wait_no_replica(up_pid)
+            between()
             time.sleep(1.0)  # let the machine settle after the replica's exit
             progress(f"gateway run {i + 1}/{runs}: request at zero replicas")
             sent = time.time()
@@ -232,21 +251,63 @@ def gateway_cold_starts(model: Path, runs: int, log_dir: Path, progress: Progres
     return out
 
 
-def _wait_state(api: httpx.Client, state: str, timeout_s: float = 600) -> None:
+def standby_starts(model: Path, runs: int, log_dir: Path, progress: Progress) -> list[StandbyRun]:
+    out = []
+    with control_plane(log_dir) as (url, token, up_pid):
+        api = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=60)
+        scaling = {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 60, "warmStandby": 1}
+        spec = {
+            "name": "cold",
+            "type": "public",
+            "model": {"repository": str(model)},
+            "compute": {"scaling": scaling},
+        }
+        api.post("/v2/endpoint/default", json=spec).raise_for_status()
+        _wait_state(api, "running")
+        for i in range(runs):
+            api.post("/v2/endpoint/default/cold/scale-to-zero").raise_for_status()
+            _wait_state(api, "scaledToZero", standby=1)
+            time.sleep(1.0)
+            rss = sum(_tree_rss(p) for p in _replicas(up_pid))
+            progress(f"warm standby run {i + 1}/{runs}: request at zero replicas")
+            sent = time.time()
+            first = first_token(f"{url}/endpoints/default/cold", {"x-scale-up-timeout": "600"})
+            out.append(StandbyRun(first - sent, rss))
+    return out
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def _wait_state(api: httpx.Client, state: str, timeout_s: float = 600, standby: int | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if api.get("/v2/endpoint/default/cold").json()["status"]["state"] == state:
+        status = api.get("/v2/endpoint/default/cold").json()["status"]
+        if status["state"] == state and standby in (None, status.get("standbyReplica")):
             return
         time.sleep(0.1)
     raise TimeoutError(f"the endpoint did not reach {state} in {timeout_s} s")
 
 
-def _replica(up_pid: int) -> psutil.Process:
-    for child in psutil.Process(up_pid).children(recursive=True):
+def _replicas(up_pid: int) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(up_pid).children():
         with contextlib.suppress(psutil.Error):
             if "serve" in child.cmdline():
-                return child
-    raise RuntimeError("no replica process under modelport up")
+                found.append(child)
+    return found
+
+
+def _replica(up_pid: int) -> psutil.Process:
+    found = _replicas(up_pid)
+    if not found:
+        raise RuntimeError("no replica process under modelport up")
+    return found[0]
 
 
 def _wait_no_replica(up_pid: int, timeout_s: float = 60) -> None:
@@ -267,11 +328,14 @@ def _env() -> dict[str, str]:
 def run_cold_start(model: Path, runs: int, log_dir: Path, progress: Progress) -> ColdStartReport:
     model = model.resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
-    progress("floor: bare imports and warm weight reads")
-    report = ColdStartReport(str(model), measure_floor(model, runs))
+    sampler = FloorSampler(model)
+    direct = []
     for i in range(runs):
-        progress(f"direct run {i + 1}/{runs}: modelport serve")
-        report.direct.append(direct_cold_start(model, log_dir))
-    report.gateway = gateway_cold_starts(model, runs, log_dir, progress)
+        progress(f"floor sample and direct run {i + 1}/{runs}")
+        sampler.sample()
+        direct.append(direct_cold_start(model, log_dir))
+    gateway = gateway_cold_starts(model, runs, log_dir, progress, between=sampler.sample)
+    standby = standby_starts(model, runs, log_dir, progress)
+    report = ColdStartReport(str(model), sampler.floor(), direct, gateway, standby)
     report.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     return report

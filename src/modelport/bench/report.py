@@ -103,7 +103,7 @@ def cold_start_table(report: ColdStartReport) -> Table:
         title=f"Cold start of {report.model} (medians of {len(report.direct)} runs; seconds)",
         caption=f"floor {floor.total_s:.2f} s = imports {floor.import_s:.2f} s + reading "
         f"{floor.weight_bytes / 2**20:.1f} MiB of weights {floor.read_s:.3f} s; "
-        f"first token via gateway: {ratio}",
+        f"first token via gateway: {ratio}{_standby_note(report)}",
     )
     table.add_column("step")
     table.add_column("direct (from spawn)", justify="right")
@@ -115,3 +115,11 @@ def cold_start_table(report: ColdStartReport) -> Table:
             _fmt(report.median(report.gateway, key), 2),
         )
     return table
+
+
+def _standby_note(report: ColdStartReport) -> str:
+    first = report.median(report.standby, "first_token_s")
+    rss = report.median(report.standby, "rss_bytes")
+    if first is None or rss is None:
+        return ""
+    return f"; with a warm standby: first token {first:.2f} s, the idle standby holds {rss / 2**20:.0f} MiB"

@@ -140,6 +140,7 @@ def cold_start(
     runs: Annotated[int, typer.Option(min=1, help="Runs of each measurement; medians are reported.")] = 3,
     log_dir: Annotated[Path | None, typer.Option(help="Where replica and control-plane logs go.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Time a cold start step by step, direct and through the gateway, against the physical floor."""
     from modelport.bench.cold_start import run_cold_start
@@ -155,6 +156,8 @@ def cold_start(
     except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
         typer.echo(f"error: {exc} (logs in {logs})", err=True)
         raise typer.Exit(code=1) from exc
+    if out is not None:
+        out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
