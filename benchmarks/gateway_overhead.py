@@ -1,7 +1,7 @@
 """What the gateway costs: the same replica measured directly and through its endpoint URL.
 
     python benchmarks/gateway_overhead.py [MODEL_DIR] [--concurrency 64] [--requests 640]
-        [--rounds 3] [--output-tokens 16] [--prompt-tokens 32] [--no-stream] [--out DIR]
+        [--rounds 3] [--output-tokens 16] [--prompt-tokens 32] [--no-stream] [--pin] [--out DIR]
 
 Starts `modelport up --no-demo`, creates one endpoint on MODEL_DIR (default: the offline tiny
 demo model, whose engine is fast, so the gateway's share shows), creates an API key (so every
@@ -10,6 +10,11 @@ gateway runs of modelport's load generator at the same concurrency, `--rounds` t
 Reports per-round and median p50 latency, TTFT and throughput, the added p50 latency and the
 throughput ratio, and a chunking probe: SSE events per network read, direct vs gateway (equal
 means the gateway adds no batching). Writes DIR/gateway_overhead.json.
+
+`--pin` gives the engine a core of its own (the replica's every thread on CPU 0; the control
+plane with the gateway, and this load generator, on the other CPUs), as on a machine where the
+engine runs on an accelerator or other cores: the gateway's CPU then no longer comes out of
+the engine's time. Both the direct and the gateway rounds run with the same pinning.
 """
 
 from __future__ import annotations
@@ -40,12 +45,26 @@ ROOT = Path(__file__).resolve().parent.parent
 console = Console(stderr=True)
 
 
-def replica_port(up_pid: int) -> int:
+def replica(up_pid: int) -> psutil.Process:
     for child in psutil.Process(up_pid).children(recursive=True):
         cmd = child.cmdline()
         if "serve" in cmd and "--port" in cmd:
-            return int(cmd[cmd.index("--port") + 1])
+            return child
     raise RuntimeError("no replica process found under modelport up")
+
+
+def replica_port(up_pid: int) -> int:
+    cmd = replica(up_pid).cmdline()
+    return int(cmd[cmd.index("--port") + 1])
+
+
+def pin(pid: int, cpus: set[int]) -> int:
+    """Move every thread of a process to `cpus` (threads made later inherit from their creator);
+    returns how many threads were moved."""
+    tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    for tid in tids:
+        os.sched_setaffinity(tid, cpus)
+    return len(tids)
 
 
 def wait_running(api: httpx.Client, name: str, timeout_s: float = 300) -> None:
@@ -125,6 +144,9 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--no-stream", action="store_true")
     parser.add_argument(
+        "--pin", action="store_true", help="engine on CPU 0; gateway and load generator on the rest"
+    )
+    parser.add_argument(
         "--engine-env", action="append", default=[], metavar="K=V", help="replica environment (repeatable)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "results" / "gateway")
@@ -167,6 +189,18 @@ def main() -> None:
         wait_running(api, "bench")
         key = api.post("/v2/keys", json={"name": "bench"}).json()["key"]
         assert up.proc is not None
+        if args.pin:
+            cpus = set(range(os.cpu_count() or 1))
+            if len(cpus) < 2:
+                raise SystemExit("--pin needs at least 2 CPUs")
+            engine_pid = replica(up.proc.pid).pid
+            moved = pin(engine_pid, {0})
+            pin(up.proc.pid, cpus - {0})
+            os.sched_setaffinity(0, cpus - {0})
+            console.print(
+                f"pinned: engine ({moved} threads) on CPU 0, "
+                f"gateway and load generator on {sorted(cpus - {0})}"
+            )
         targets = {
             "direct": (f"http://127.0.0.1:{replica_port(up.proc.pid)}", None),
             "gateway": (f"http://127.0.0.1:{port}/endpoints/default/bench", key),

@@ -58,6 +58,23 @@ def test_full_cycle_from_the_cli(cp: ControlPlaneProcess, tiny_model: Path) -> N
     assert json.loads(paused.stdout)["status"]["state"] == "paused"
     resumed = cli(cp, "resume", "cli-ep", "--json")
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["status"]["state"] == "running"
+    events = json.loads(cli(cp, "events", "cli-ep", "--json").stdout)["items"]
+    assert [(e["from"], e["to"], e["cause"]) for e in events] == [(1, 0, "user"), (0, 1, "user")]
+    shown = cli(cp, "events", "cli-ep")
+    assert shown.returncode == 0 and "paused by the user" in shown.stdout and "1 → 0" in shown.stdout
+
+    tuned = cli(cp, "update", "cli-ep", "--min-replicas", "0", "--max-replicas", "2", "--target-pending", "3",
+                "--scale-to-zero-after", "90m", "--stabilization", "2m", "--json")  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    scaling = json.loads(tuned.stdout)["compute"]["scaling"]
+    assert scaling["measure"]["pendingRequests"] == 3.0
+    assert (scaling["scaleToZeroTimeoutSeconds"], scaling["stabilizationWindowSeconds"]) == (5400, 120)
+    described = cli(cp, "describe", "cli-ep")
+    assert "3 pending request(s) per replica; scale down after 120 s calm; zero after 5400 s idle" in (
+        described.stdout
+    )
+    bad = cli(cp, "update", "cli-ep", "--scale-to-zero-after", "soon")
+    assert bad.returncode == 2 and "duration" in bad.stderr
 
     refused = cli(cp, "delete", "cli-ep")  # no terminal and no --yes
     assert refused.returncode == 2 and "--yes" in refused.stderr

@@ -207,8 +207,11 @@ def scrape_phases(base: str) -> tuple[float, dict[str, float]]:
 
 # -- through the gateway -----------------------------------------------------------------------
 @contextlib.contextmanager
-def control_plane(log_dir: Path) -> Iterator[tuple[str, str, int]]:
-    """`modelport up` in a throw-away data dir: (url, admin token, pid)."""
+def cold_endpoint(
+    model: Path, log_dir: Path, warm_standby: int = 0
+) -> Iterator[tuple[httpx.Client, str, int]]:
+    """`modelport up` in a throw-away data dir with one running endpoint "cold" on the model
+    (min 0, max 1): the API client, the endpoint's URL and the control plane's pid."""
     data = Path(tempfile.mkdtemp(prefix="mp-cold-start-"))
     port = free_port()
     argv = [sys.executable, "-m", "modelport.cli.main", "up", "--no-demo", "--port", str(port),
@@ -217,24 +220,21 @@ def control_plane(log_dir: Path) -> Iterator[tuple[str, str, int]]:
                        env={**_env(), "MODELPORT_DATA_DIR": str(data)})  # fmt: skip
     with up:
         assert up.proc is not None
-        yield f"http://127.0.0.1:{port}", (data / "admin-token").read_text().strip(), up.proc.pid
+        url = f"http://127.0.0.1:{port}"
+        token = (data / "admin-token").read_text().strip()
+        api = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=60)
+        scaling = {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 60, "warmStandby": warm_standby}
+        spec = {"name": "cold", "type": "public", "model": {"repository": str(model)}}
+        api.post("/v2/endpoint/default", json={**spec, "compute": {"scaling": scaling}}).raise_for_status()
+        _wait_state(api, "running")
+        yield api, f"{url}/endpoints/default/cold", up.proc.pid
 
 
 def gateway_cold_starts(
     model: Path, runs: int, log_dir: Path, progress: Progress, between: Callable[[], None] = lambda: None
 ) -> list[StartRun]:
     out = []
-    with control_plane(log_dir) as (url, token, up_pid):
-        api = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=60)
-        scaling = {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 60}
-        spec = {
-            "name": "cold",
-            "type": "public",
-            "model": {"repository": str(model)},
-            "compute": {"scaling": scaling},
-        }
-        api.post("/v2/endpoint/default", json=spec).raise_for_status()
-        _wait_state(api, "running")
+    with cold_endpoint(model, log_dir) as (api, endpoint_url, up_pid):
         for i in range(runs):
             api.post("/v2/endpoint/default/cold/scale-to-zero").raise_for_status()
             _wait_state(api, "scaledToZero")
@@ -243,7 +243,7 @@ def gateway_cold_starts(
             time.sleep(1.0)  # let the machine settle after the replica's exit
             progress(f"gateway run {i + 1}/{runs}: request at zero replicas")
             sent = time.time()
-            first = first_token(f"{url}/endpoints/default/cold", {"x-scale-up-timeout": "600"})
+            first = first_token(endpoint_url, {"x-scale-up-timeout": "600"})
             argv = _replica(up_pid).cmdline()
             created, phases = scrape_phases(f"http://127.0.0.1:{argv[argv.index('--port') + 1]}")
             offset = created - sent
@@ -253,17 +253,7 @@ def gateway_cold_starts(
 
 def standby_starts(model: Path, runs: int, log_dir: Path, progress: Progress) -> list[StandbyRun]:
     out = []
-    with control_plane(log_dir) as (url, token, up_pid):
-        api = httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=60)
-        scaling = {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 60, "warmStandby": 1}
-        spec = {
-            "name": "cold",
-            "type": "public",
-            "model": {"repository": str(model)},
-            "compute": {"scaling": scaling},
-        }
-        api.post("/v2/endpoint/default", json=spec).raise_for_status()
-        _wait_state(api, "running")
+    with cold_endpoint(model, log_dir, warm_standby=1) as (api, endpoint_url, up_pid):
         for i in range(runs):
             api.post("/v2/endpoint/default/cold/scale-to-zero").raise_for_status()
             _wait_state(api, "scaledToZero", standby=1)
@@ -271,7 +261,7 @@ def standby_starts(model: Path, runs: int, log_dir: Path, progress: Progress) ->
             rss = sum(_tree_rss(p) for p in _replicas(up_pid))
             progress(f"warm standby run {i + 1}/{runs}: request at zero replicas")
             sent = time.time()
-            first = first_token(f"{url}/endpoints/default/cold", {"x-scale-up-timeout": "600"})
+            first = first_token(endpoint_url, {"x-scale-up-timeout": "600"})
             out.append(StandbyRun(first - sent, rss))
     return out
 

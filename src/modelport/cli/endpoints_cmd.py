@@ -131,7 +131,8 @@ def _show(ep: Endpoint, as_json: bool) -> None:
         ("message", ep.message or "-"),
         ("url", ep.url or "-"),
         ("replicas", f"{ep.ready_replicas}/{ep.target_replicas} ready (min {scaling['minReplica']}, "
-                     f"max {scaling['maxReplica']})"),
+                     f"max {scaling['maxReplica']})" + _standby(status, scaling)),
+        ("autoscaling", _autoscaling(scaling)),
         ("model", ep.repository),
         ("revision", ep.revision or "-"),
         ("engine args", " ".join(ep.raw["model"].get("args", [])) or "-"),
@@ -147,6 +148,28 @@ def _show(ep: Endpoint, as_json: bool) -> None:
             last = (r.last_error or "").strip().splitlines()
             replicas.add_row(r.id[:12], str(r.generation), r.phase, str(r.restarts), last[0] if last else "-")
         out.print(replicas)
+
+
+def _standby(status: dict[str, Any], scaling: dict[str, Any]) -> str:
+    wanted = scaling.get("warmStandby") or 0
+    return f", warm standby {status.get('standbyReplica', 0)}/{wanted}" if wanted else ""
+
+
+def _autoscaling(scaling: dict[str, Any]) -> str:
+    """The policy in words: what it targets, when it scales down, when it goes to zero."""
+    measure = {k: v for k, v in (scaling.get("measure") or {}).items() if v is not None}
+    if "hardwareUsage" in measure:
+        target = f"KV cache {measure['hardwareUsage']:g}% per replica"
+    else:
+        target = f"{measure.get('pendingRequests', 1):g} pending request(s) per replica"
+    window = scaling.get("stabilizationWindowSeconds")
+    parts = [target, f"scale down after {window if window is not None else 300:g} s calm"]
+    if scaling["minReplica"] == 0:
+        seconds = scaling.get("scaleToZeroTimeoutSeconds")
+        minutes = scaling.get("scaleToZeroTimeout")
+        idle = f"{seconds:g} s" if seconds else "never" if minutes == 0 else f"{minutes or 15} min"
+        parts.append(f"zero after {idle} idle")
+    return "; ".join(parts)
 
 
 def _wait(ep: Endpoint, timeout: float, as_json: bool) -> None:

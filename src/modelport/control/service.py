@@ -184,9 +184,7 @@ class EndpointService:
         before, after = target_replicas(endpoint), target_replicas(updated)
         if before != after:
             self.store.scaling_events.add(
-                ScalingEvent(
-                    updated.id, now, before, after, cause, reason or f"{intent.value} by the user", {}
-                )
+                ScalingEvent(updated.id, now, before, after, cause, reason or _USER_ACTIONS[intent], {})
             )
         return self._settle(updated)
 
@@ -198,6 +196,14 @@ class EndpointService:
             endpoint = self.store.update_endpoint(endpoint.id, self.now(), **changes)
         self.notify()
         return self.render(endpoint)
+
+
+_USER_ACTIONS = {
+    Intent.ACTIVE: "resumed by the user",
+    Intent.PAUSED: "paused by the user",
+    Intent.SCALED_TO_ZERO: "scaled to zero by the user",
+    Intent.DELETING: "deleted by the user",
+}
 
 
 def _check_namespace(namespace: str) -> None:
