@@ -179,28 +179,30 @@ def main() -> None:
         env=env,
     )
     results: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
+    others = set(range(os.cpu_count() or 1)) - {0}
+    if args.pin and not others:
+        raise SystemExit("--pin needs at least 2 CPUs")
     with up:
+        assert up.proc is not None
+        if args.pin:  # the replica, spawned next, inherits CPU 0: its every thread starts there
+            pin(up.proc.pid, {0})
         token = (data / "admin-token").read_text().strip()
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"Bearer {token}"})
+        engine_env = dict(pair.split("=", 1) for pair in args.engine_env)
+        if args.pin:  # one core: one torch thread (two would spin against each other)
+            engine_env.setdefault("MODELPORT_TORCH_THREADS", "1")
         created = api.post(
-            "/v2/endpoint/default", json={"name": "bench", "model": {"repository": str(model)}}
+            "/v2/endpoint/default",
+            json={"name": "bench", "model": {"repository": str(model), "env": engine_env}},
         )
         created.raise_for_status()
         wait_running(api, "bench")
         key = api.post("/v2/keys", json={"name": "bench"}).json()["key"]
         assert up.proc is not None
-        if args.pin:
-            cpus = set(range(os.cpu_count() or 1))
-            if len(cpus) < 2:
-                raise SystemExit("--pin needs at least 2 CPUs")
-            engine_pid = replica(up.proc.pid).pid
-            moved = pin(engine_pid, {0})
-            pin(up.proc.pid, cpus - {0})
-            os.sched_setaffinity(0, cpus - {0})
-            console.print(
-                f"pinned: engine ({moved} threads) on CPU 0, "
-                f"gateway and load generator on {sorted(cpus - {0})}"
-            )
+        if args.pin:  # the replica was spawned inside CPU 0; now the gateway leaves that core
+            pin(up.proc.pid, others)
+            os.sched_setaffinity(0, others)
+            console.print(f"pinned: engine on CPU 0, gateway and load generator on {sorted(others)}")
         targets = {
             "direct": (f"http://127.0.0.1:{replica_port(up.proc.pid)}", None),
             "gateway": (f"http://127.0.0.1:{port}/endpoints/default/bench", key),
