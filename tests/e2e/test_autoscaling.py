@@ -14,7 +14,7 @@ from modelport import Client
 from tests.control_plane_process import ControlPlaneProcess
 
 WORKERS = 12
-BURST_S = 20.0
+BURST_S = 35.0
 
 
 def chat(url: str, token: str, stream: bool) -> int:
