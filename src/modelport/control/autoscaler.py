@@ -158,8 +158,19 @@ class Autoscaler:
         else:
             changes = {"intent": Intent.ACTIVE.value, "desired_replicas": decision.desired}
         at = self.wall()
+        event = ScalingEvent(
+            endpoint_id=endpoint.id,
+            at=at,
+            previous=decision.previous,
+            desired=decision.desired,
+            cause="autoscaler",
+            reason=decision.reason,
+            inputs=decision.inputs,
+        )
         try:
-            self.store.update_endpoint(endpoint.id, at, if_unchanged_since=endpoint.updated_at, **changes)
+            self.store.update_endpoint(
+                endpoint.id, at, if_unchanged_since=endpoint.updated_at, event=event, **changes
+            )
         except (NotFound, Stale):
             return  # deleted or changed by a user since this tick read it: decide again next tick
         log.info(
@@ -169,17 +180,6 @@ class Autoscaler:
             decision.previous,
             decision.desired,
             decision.reason,
-        )
-        self.store.scaling_events.add(
-            ScalingEvent(
-                endpoint_id=endpoint.id,
-                at=at,
-                previous=decision.previous,
-                desired=decision.desired,
-                cause="autoscaler",
-                reason=decision.reason,
-                inputs=decision.inputs,
-            )
         )
         self.notify()
 

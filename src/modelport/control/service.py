@@ -180,13 +180,12 @@ class EndpointService:
             if endpoint.state == EndpointState.FAILED:
                 changes.update(state=EndpointState.PENDING.value, message="")
         now = self.now()
-        updated = self.store.update_endpoint(endpoint.id, now, **changes)
-        before, after = target_replicas(endpoint), target_replicas(updated)
+        before = target_replicas(endpoint)
+        after = target_replicas(dataclasses.replace(endpoint, **changes))
+        event = None
         if before != after:
-            self.store.scaling_events.add(
-                ScalingEvent(updated.id, now, before, after, cause, reason or _USER_ACTIONS[intent], {})
-            )
-        return self._settle(updated)
+            event = ScalingEvent(endpoint.id, now, before, after, cause, reason or _USER_ACTIONS[intent], {})
+        return self._settle(self.store.update_endpoint(endpoint.id, now, event=event, **changes))
 
     def _settle(self, endpoint: EndpointRecord) -> dict[str, Any]:
         """Write the status the change implies now (a PUT answers "updating", a pause "paused"),

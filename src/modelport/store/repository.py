@@ -24,8 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from modelport.store import tables
 from modelport.store.errors import AlreadyExists, NotFound, Stale, StoreBusy, StoreError
 from modelport.store.keys import KeyStore
-from modelport.store.records import EndpointFields, EndpointRecord, ModelRevision, ReplicaRecord
-from modelport.store.scaling import ScalingEventStore
+from modelport.store.records import (
+    EndpointFields,
+    EndpointRecord,
+    ModelRevision,
+    ReplicaRecord,
+    ScalingEvent,
+)
+from modelport.store.scaling import ScalingEventStore, add_event
 from modelport.store.times import utc as _utc
 from modelport.store.usage import UsageStore
 
@@ -156,10 +162,17 @@ class Store:
             return [_endpoint(row) for row in conn.execute(query).mappings()]
 
     def update_endpoint(
-        self, endpoint_id: int, now: datetime, *, if_unchanged_since: datetime | None = None, **changes: Any
+        self,
+        endpoint_id: int,
+        now: datetime,
+        *,
+        if_unchanged_since: datetime | None = None,
+        event: ScalingEvent | None = None,
+        **changes: Any,
     ) -> EndpointRecord:
         """Partial update. With `if_unchanged_since` (the updated_at the caller read), raise
-        `Stale` instead of overwriting a change made meanwhile."""
+        `Stale` instead of overwriting a change made meanwhile. An `event` is recorded in the
+        same transaction: a scaling change and its record land together or not at all."""
         unknown = set(changes) - (_ENDPOINT_FIELDS - _IMMUTABLE)
         if unknown:
             raise ValueError(f"cannot update endpoint fields {sorted(unknown)}")
@@ -168,6 +181,8 @@ class Store:
             query = query.where(tables.endpoints.c.updated_at == if_unchanged_since)
         with self.engine.begin() as conn:
             result = conn.execute(query.values(**changes, updated_at=now))
+            if event is not None and result.rowcount:
+                add_event(conn, event)
         if result.rowcount == 0:
             self.get_endpoint_by_id(endpoint_id)  # NotFound if it is gone
             raise Stale(f"endpoint {endpoint_id} changed meanwhile")

@@ -14,8 +14,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
-from modelport.store.records import EndpointFields, ModelRevision, ReplicaRecord
+from modelport.store.records import EndpointFields, ModelRevision, ReplicaRecord, ScalingEvent
 from modelport.store.repository import AlreadyExists, NotFound, Stale, Store, StoreBusy
+from modelport.store.scaling import KEEP_PER_ENDPOINT
 from modelport.store.tables import metadata
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -155,3 +156,33 @@ def test_one_control_plane_per_store(store_url: str) -> None:
     first.close()  # released with its holder (a crashed process releases it the same way)
     second.claim()
     second.close()
+
+
+def test_a_scaling_change_and_its_event_land_together_and_events_are_capped(store: Store) -> None:
+    endpoint = store.create_endpoint(fields(), REVISION, NOW)
+
+    def event(n: int) -> ScalingEvent:
+        return ScalingEvent(
+            endpoint.id, NOW + timedelta(seconds=n), 1, 2, "autoscaler", f"n={n}", {"pending": n}
+        )
+
+    scaled = store.update_endpoint(
+        endpoint.id, NOW + timedelta(seconds=1), event=event(0), desired_replicas=2
+    )
+    assert scaled.desired_replicas == 2
+    (recorded,) = store.scaling_events.list(endpoint.id)
+    assert (recorded.reason, recorded.inputs, recorded.at) == ("n=0", {"pending": 0}, NOW)
+    with pytest.raises(Stale):  # a change made meanwhile wins, and no event is left behind
+        store.update_endpoint(endpoint.id, NOW, if_unchanged_since=endpoint.updated_at, event=event(1),
+                              desired_replicas=3)  # fmt: skip
+    assert len(store.scaling_events.list(endpoint.id)) == 1
+
+    for n in range(2, KEEP_PER_ENDPOINT + 5):
+        store.update_endpoint(endpoint.id, NOW, event=event(n), desired_replicas=2)
+    kept = store.scaling_events.list(endpoint.id, limit=5000)
+    assert len(kept) == KEEP_PER_ENDPOINT and kept[-1].reason == f"n={KEEP_PER_ENDPOINT + 4}"
+    assert [e.reason for e in store.scaling_events.list(endpoint.id, limit=2)] == [
+        f"n={KEEP_PER_ENDPOINT + 3}", f"n={KEEP_PER_ENDPOINT + 4}"
+    ]  # fmt: skip
+    store.delete_endpoint(endpoint.id)
+    assert store.scaling_events.list(endpoint.id) == []
