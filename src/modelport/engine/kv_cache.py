@@ -7,8 +7,10 @@ allocated once at start-up and never grows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy
 import torch
 
 
@@ -87,11 +89,8 @@ class KVCachePool:
         self.layout = layout
         self.num_blocks = num_blocks
         self.allocator = BlockAllocator(num_blocks)
-        self.data = torch.zeros(
-            (layout.num_layers, 2, num_blocks * layout.block_size, layout.num_kv_heads, layout.head_dim),
-            dtype=layout.dtype,
-            device=device,
-        )
+        shape = (layout.num_layers, 2, num_blocks * layout.block_size, layout.num_kv_heads, layout.head_dim)
+        self.data = _zeros(shape, layout.dtype, device)
 
     @property
     def block_size(self) -> int:
@@ -105,3 +104,14 @@ class KVCachePool:
 
     def values(self, layer: int) -> torch.Tensor:
         return self.data[layer, 1]
+
+
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A zero-filled pool. On CPU it comes from calloc, whose large blocks are fresh pages the
+    kernel zero-fills on first touch: no 1 GiB memset at start (about 0.4 s), and a replica
+    (a warm standby above all) holds only the pages its requests have used."""
+    if device.type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    raw = torch.from_numpy(numpy.zeros(math.prod(shape) * itemsize, dtype=numpy.uint8))
+    return raw.view(dtype).view(shape)
