@@ -125,15 +125,12 @@ def decide(ctx: Context) -> tuple[Decision, ScalerState]:
     if zero_after is not None and not active and idle_s >= zero_after:
         return made(0, f"no request for {idle_s:.0f} s (scale to zero after {zero_after:g} s)")
     stabilized = min(max(window[0][1], floor), policy.max_replicas)
-    if stabilized < current:
+    if stabilized < current:  # also brings a count above a lowered max back within bounds
         return made(
             stabilized,
             f"scale down: the highest recommendation of the last {policy.stabilization_s:g} s is "
             f"{stabilized}; {why}",
         )
-    if current < floor or current > policy.max_replicas:
-        bounded = min(max(current, floor), policy.max_replicas)
-        return made(bounded, f"bounds: {policy.min_replicas}..{policy.max_replicas} replicas")
     return made(current, f"steady: {why}")
 
 

@@ -91,7 +91,6 @@ class Autoscaler:
         self.settings = settings
         self.scraper = EngineScraper() if settings.scrape_engines else None
         self._states: dict[int, ScalerState] = {}
-        self.last_decisions: dict[int, Decision] = {}  # the latest per endpoint, changed or not
 
     async def run(self) -> None:
         try:
@@ -123,7 +122,6 @@ class Autoscaler:
                 state=self._states.get(endpoint.id) or initial_state(now, current),
             )
             decision, self._states[endpoint.id] = decide(context)
-            self.last_decisions[endpoint.id] = decision
             if decision.changed:
                 await asyncio.to_thread(self._apply, endpoint, decision)
         self._export_gauges(endpoints)

@@ -19,12 +19,14 @@ from prometheus_client import CollectorRegistry, Gauge
 
 PHASES = ("interpreter", "imports", "weights", "kv_cache", "warmup", "app")
 
-_marks: dict[str, float] = {}
+_marked: set[str] = set()
 
 
 def mark(phase: str) -> None:
     """Record the end of a phase (the first time only: a restarted engine keeps the first start)."""
-    _marks.setdefault(phase, time.time())
+    if phase not in _marked:
+        _marked.add(phase)
+        _phase_seconds.labels(phase).set(round(time.time() - _created, 4))
 
 
 def process_created_at() -> float:
@@ -41,24 +43,16 @@ def process_created_at() -> float:
 _created = process_created_at()
 
 
-def timeline() -> dict[str, float]:
-    """Seconds since the process was created, per phase marked so far."""
-    return {phase: round(at - _created, 4) for phase, at in _marks.items()}
-
-
-def registry() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    gauge = Gauge(
-        "modelport:startup_phase_seconds",
-        "When each phase of this replica's start ended, in seconds since its process began.",
-        ["phase"],
-        registry=registry,
-    )
-    for phase, seconds in timeline().items():
-        gauge.labels(phase).set(seconds)
-    Gauge(
-        "modelport:process_created_timestamp_seconds",
-        "When this replica's process was created (unix time).",
-        registry=registry,
-    ).set(_created)
-    return registry
+# one registry for the process, filled as phases end (served on every /metrics scrape)
+registry = CollectorRegistry()
+_phase_seconds = Gauge(
+    "modelport:startup_phase_seconds",
+    "When each phase of this replica's start ended, in seconds since its process began.",
+    ["phase"],
+    registry=registry,
+)
+Gauge(
+    "modelport:process_created_timestamp_seconds",
+    "When this replica's process was created (unix time).",
+    registry=registry,
+).set(_created)

@@ -76,7 +76,7 @@ def create_app(state: ServerState, api: str = "all") -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        body = generate_latest(startup.registry())
+        body = generate_latest(startup.registry)
         if state.llm is not None:
             body += generate_latest(state.llm.metrics.registry)
         if state.embedder is not None:
