@@ -61,6 +61,26 @@ REPLICA_ID = EnvVar(
     "replica whose launch it had not recorded yet.",
 )
 
+MODEL_CACHE = EnvVar(
+    "MODELPORT_MODEL_CACHE",
+    "",
+    "Where pulled weights are kept (content-addressed, shared by every replica on the machine); "
+    "default: <data dir>/models.",
+)
+S3_ENDPOINT_URL = EnvVar(
+    "MODELPORT_S3_ENDPOINT_URL",
+    "",
+    "Endpoint URL of an S3-compatible store for s3:// model sources (MinIO, Ceph, a regional cloud); "
+    "default: boto3's own (AWS_ENDPOINT_URL, else AWS).",
+)
+
+HARDWARE_PRICES = EnvVar(
+    "MODELPORT_HARDWARE_PRICES",
+    "",
+    'JSON file of hardware prices for `modelport plan`, USD per GPU-hour by instance type, e.g. '
+    '{"nvidia-h100": 4.5, "local": 0}; default: the catalog\'s list-price-ish figures.',
+)
+
 ALL: tuple[EnvVar, ...] = (
     DATA_DIR,
     LOG_LEVEL,
@@ -70,6 +90,9 @@ ALL: tuple[EnvVar, ...] = (
     TOKEN,
     DATABASE_URL,
     REPLICA_ID,
+    HARDWARE_PRICES,
+    MODEL_CACHE,
+    S3_ENDPOINT_URL,
 )
 
 
@@ -81,6 +104,10 @@ def apply_process_defaults() -> None:
 
 def data_dir() -> Path:
     return Path(DATA_DIR.get()).expanduser()
+
+
+def model_cache_dir() -> Path:
+    return Path(MODEL_CACHE.get()).expanduser() if MODEL_CACHE.get() else data_dir() / "models"
 
 
 def torch_threads() -> int:

@@ -13,8 +13,14 @@ from modelport import envs
 
 def serve(
     model: Annotated[
-        Path, typer.Argument(help="A model folder: config.json, *.safetensors, tokenizer files.")
+        str,
+        typer.Argument(
+            help="A model folder (config.json, *.safetensors, tokenizer files), or a source to load from "
+            "the weight cache: org/name[@revision] (Hub or HF_ENDPOINT) or s3://bucket/prefix. A cached "
+            "source needs no network; one not yet cached is pulled first."
+        ),
     ],
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit of a Hub source.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     served_model_name: Annotated[
@@ -63,9 +69,10 @@ def serve(
     from modelport.server.builder import ServeOptions, build_state
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model_path, source_name = _local_model(model, revision, allow_pickle, trust_remote_code)
     opts = ServeOptions(
-        model=model,
-        served_model_name=served_model_name,
+        model=model_path,
+        served_model_name=served_model_name or source_name,
         dtype=dtype,
         device=device,
         kv_cache_memory=kv_cache_memory,
@@ -96,3 +103,28 @@ def serve(
             state.llm.shutdown()
         if state.embedder is not None:
             state.embedder.shutdown()
+
+
+def _local_model(
+    model: str, revision: str | None, allow_pickle: bool, trust_remote_code: bool
+) -> tuple[Path, str | None]:
+    """The folder to load and, for a remote source, the name clients see (org/name)."""
+    from modelport.models.cache import ModelCache
+    from modelport.models.pull import resolve
+    from modelport.models.remote import PullError
+    from modelport.models.sources import SourceError, parse_source
+
+    try:
+        source = parse_source(model, revision)
+        path = resolve(
+            model,
+            revision,
+            ModelCache(envs.model_cache_dir()),
+            pull_missing=True,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+        )
+    except (SourceError, PullError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    return path, (source.location if source.kind == "hub" else None)

@@ -24,6 +24,7 @@ def builtin_launch(replica_id: str, served_name: str, revision: ModelRevision) -
         "--served-model-name",
         served_name,
         "--any-model-name",
+        *(["--revision", revision.revision] if revision.revision else []),
         *revision.args,
     ]
     # secrets reach the engine as environment variables, as on the managed service

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from modelport.models.sources import SourceError, parse_source
 from modelport.spec.names import NAME_PATTERN
 from modelport.spec.traffic import Traffic
 
@@ -183,18 +184,24 @@ class ModelSpec(_Wire):
 
     @field_validator("repository")
     @classmethod
-    def _local_folder(cls, value: str, info: ValidationInfo) -> str:
+    def _known_source(cls, value: str, info: ValidationInfo) -> str:
         # Checked only for new input (context check_paths): a stored endpoint whose folder went away
         # must still load, and then fail visibly on its replicas.
         if not (info.context or {}).get("check_paths"):
             return value
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            raise ValueError(f"repository must be an absolute path to a model folder, got {value!r}")
+        try:
+            source = parse_source(value)
+        except SourceError as exc:
+            raise ValueError(str(exc)) from None
+        if source.kind != "local":
+            return value  # a Hub id or S3 URL: pulled into the weight cache, or already there
+        path = Path(source.location)
+        if path.suffix == ".gguf":
+            raise ValueError(f"{value} is a GGUF file: the builtin engine serves transformers model folders")
         if not (path / "config.json").is_file():
             raise ValueError(
-                f"no model folder at {value} (expected config.json there); Hub ids and S3 URLs are not "
-                "supported yet: download the model and give its folder"
+                f"no model folder at {value} (expected config.json there); give a folder, a Hub id "
+                "(org/name) or an s3://bucket/prefix URL"
             )
         return str(path)
 

@@ -56,7 +56,8 @@ def test_huggingface_hub_payload_is_accepted(model_dir: Path) -> None:
         ({"compute": {"scaling": {"minReplica": 3, "maxReplica": 1}}}, "compute.scaling", "must not exceed"),
         ({"compute": {"accelerator": "tpu"}}, "compute.accelerator", "'cpu' or 'gpu'"),
         ({"model": {"repository": "/nonexistent/model"}}, "model.repository", "no model folder"),
-        ({"model": {"repository": "relative/dir"}}, "model.repository", "absolute path"),
+        ({"model": {"repository": "not a source"}}, "model.repository", "cannot read model source"),
+        ({"model": {"repository": "/models/m.Q4_K_M.gguf"}}, "model.repository", "GGUF file"),
         ({"model": {"image": {"vllm": {}}}}, "model.image", "cannot run on this installation"),
         ({"model": {"image": {"nope": {}}}}, "model.image", "unknown image variant"),
         ({"model": {"args": ["--port", "1"]}}, "model.args", "set by modelport"),
@@ -75,6 +76,12 @@ def test_bad_fields_get_a_message_naming_them(
     assert info.value.status == 422
     assert info.value.field == field
     assert words in info.value.message
+
+
+@pytest.mark.parametrize("repository", ["acme/chat", "acme/chat@v1.0", "s3://weights/acme/chat"])
+def test_hub_ids_and_s3_urls_are_sources_pulled_into_the_cache(repository: str) -> None:
+    body = {"name": "ok", "model": {"repository": repository}}
+    assert parse_spec(body, check_paths=True).model.repository == repository
 
 
 def test_stored_specs_load_without_the_folder() -> None:

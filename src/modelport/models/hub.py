@@ -1,0 +1,77 @@
+"""The Hugging Face Hub (or the mirror HF_ENDPOINT names) as a model source, through huggingface_hub.
+
+huggingface_hub supplies the endpoint, the token (HF_TOKEN or a stored login), URLs, the
+HTTP session and the Hub's error types; modelport streams each file itself so it can hash and
+store it in one pass with its own progress bar.
+"""
+
+from __future__ import annotations
+
+from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write
+from modelport.models.sources import ModelSource
+
+CHUNK = 1024 * 1024
+
+
+class HubRemote:
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token  # None: huggingface_hub's own lookup (HF_TOKEN, then a stored login)
+
+    def listing(self, source: ModelSource) -> RemoteListing:
+        from huggingface_hub import HfApi, constants
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        api = HfApi(token=self.token)
+        where = f"{source.location} on {constants.ENDPOINT}"
+        try:
+            info = api.model_info(source.location, revision=source.revision, files_metadata=True)
+        except GatedRepoError:
+            raise PullError(f"{where} is gated: accept its terms on the Hub, then set HF_TOKEN") from None
+        except RevisionNotFoundError:
+            raise PullError(f"{where} has no revision {source.revision!r}") from None
+        except RepositoryNotFoundError:
+            raise PullError(
+                f"{where} was not found, or is private: check the id, or set HF_TOKEN (an endpoint secret)"
+            ) from None
+        except HfHubHTTPError as exc:
+            raise PullError(f"{where}: the Hub answered {exc}") from None
+        except OSError as exc:
+            raise PullError(
+                f"cannot reach {constants.ENDPOINT} ({exc}); set HF_ENDPOINT for a mirror"
+            ) from None
+        if info.sha is None:
+            raise PullError(f"{where} did not say which commit {source.revision or 'main'} is")
+        files = []
+        for sibling in info.siblings or []:
+            lfs = sibling.lfs
+            files.append(
+                RemoteFile(
+                    path=sibling.rfilename,
+                    size=int(lfs.size if lfs is not None else (sibling.size or 0)),
+                    sha256=lfs.sha256 if lfs is not None else None,
+                    git_sha1=None if lfs is not None else sibling.blob_id,
+                )
+            )
+        return RemoteListing(revision=info.sha, files=tuple(files), origin={"endpoint": constants.ENDPOINT})
+
+    def download(self, source: ModelSource, listing: RemoteListing, file: RemoteFile, write: Write) -> None:
+        from huggingface_hub import get_session, hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status  # type: ignore[attr-defined]
+
+        # by commit, so every file comes from the revision the listing resolved
+        url = hf_hub_url(source.location, file.path, revision=listing.revision)
+        headers = build_hf_headers(token=self.token)
+        try:
+            with get_session().stream("GET", url, headers=headers, timeout=60) as response:
+                hf_raise_for_status(response)
+                for chunk in response.iter_bytes(CHUNK):
+                    write(chunk)
+        except PullError:
+            raise
+        except Exception as exc:
+            raise PullError(f"downloading {file.path} from {source.location} failed: {exc}") from None
