@@ -19,13 +19,19 @@ from tests.server_process import free_port
 
 class ControlPlaneProcess:
     def __init__(
-        self, data_dir: Path, database_url: str | None = None, *args: str, port: int | None = None
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.args = args
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"up-{self.port}.log"
 
@@ -38,7 +44,7 @@ class ControlPlaneProcess:
         return {"authorization": f"Bearer {self.token}"}
 
     def start(self, timeout: float = 120.0) -> ControlPlaneProcess:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "MODELPORT_DATA_DIR": str(self.data_dir)}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "MODELPORT_DATA_DIR": str(self.data_dir), **self.env}
         if self.database_url:
             env["MODELPORT_DATABASE_URL"] = self.database_url
         cmd = [sys.executable, "-m", "modelport.cli.main", "up", "--port", str(self.port), *self.args]

@@ -77,7 +77,7 @@ S3_ENDPOINT_URL = EnvVar(
 HARDWARE_PRICES = EnvVar(
     "MODELPORT_HARDWARE_PRICES",
     "",
-    'JSON file of hardware prices for `modelport plan`, USD per GPU-hour by instance type, e.g. '
+    "JSON file of hardware prices for `modelport plan`, USD per GPU-hour by instance type, e.g. "
     '{"nvidia-h100": 4.5, "local": 0}; default: the catalog\'s list-price-ish figures.',
 )
 

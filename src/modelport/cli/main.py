@@ -9,6 +9,7 @@ from modelport.cli.demo_cmd import demo_app
 from modelport.cli.endpoints_cmd import endpoints_app
 from modelport.cli.keys_cmd import keys_app
 from modelport.cli.models_cmd import models_app
+from modelport.cli.plan_cmd import plan_command
 from modelport.cli.serve_cmd import serve
 from modelport.cli.up_cmd import up
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.command("up")(up)
+app.command("plan")(plan_command)
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")
 app.add_typer(endpoints_app, name="endpoints")

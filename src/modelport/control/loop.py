@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from modelport.control.fit import hardware_option, planned_args
 from modelport.control.reconcile import (
     STOPPING,
     Action,
@@ -246,7 +247,7 @@ class ControlLoop:
             ready_at=None,
             exited_at=None,
         )
-        await self._launch(replica, endpoint.name)
+        await self._launch(replica, endpoint)
         log.info("started replica %s of %s (generation %d)", replica.id[:8], endpoint.name, generation)
 
     async def _restart(self, replica: ReplicaRecord) -> None:
@@ -260,10 +261,10 @@ class ControlLoop:
             ready_at=None,
             exited_at=None,
         )
-        await self._launch(restarted, endpoint.name)
+        await self._launch(restarted, endpoint)
         log.info("restarted replica %s of %s (restart %d)", replica.id[:8], endpoint.name, restarted.restarts)
 
-    async def _launch(self, replica: ReplicaRecord, served_name: str) -> None:
+    async def _launch(self, replica: ReplicaRecord, endpoint: EndpointRecord) -> None:
         # recorded before the process exists: a control plane that dies in between finds a record
         # without a handle on its next start, and discards whatever runs under that replica id
         await asyncio.to_thread(self.store.put_replica, replica)
@@ -271,7 +272,8 @@ class ControlLoop:
             revision = await asyncio.to_thread(
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
-            handle = await self.runtime.start(builtin_launch(replica.id, served_name, revision))
+            planned = await asyncio.to_thread(_planned_args, endpoint, revision)
+            handle = await self.runtime.start(builtin_launch(replica.id, endpoint.name, revision, planned))
             launched = dataclasses.replace(replica, handle=handle.to_json())
         except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
             launched = dataclasses.replace(
@@ -355,3 +357,12 @@ class ControlLoop:
             except NotFound:
                 return None
         return self._revisions[key]
+
+
+def _planned_args(endpoint: EndpointRecord, revision: ModelRevision) -> list[str]:
+    """The planner's engine sizing for this endpoint's hardware, under the user's own args."""
+    traffic = endpoint.traffic or {}
+    option = hardware_option(endpoint.accelerator, endpoint.instance_type, endpoint.instance_size)
+    return planned_args(
+        revision.repository, revision.revision, revision.args, option, traffic.get("maxConcurrent")
+    )

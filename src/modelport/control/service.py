@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelport.control.fit import admission_problem, hardware_option
 from modelport.control.reconcile import status_changes, target_replicas
 from modelport.control.resources import (
     fields_from_spec,
@@ -53,6 +54,20 @@ def validation_error(exc: ValidationError) -> ControlError:
         problems.append(f"{where}: {msg}" if where else msg)
     first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
     return ControlError(422, "validation", "; ".join(problems), first or None)
+
+
+def _check_fit(spec: EndpointSpec) -> None:
+    """Refuse, before anything is stored, a model that cannot run on the endpoint's hardware."""
+    compute = spec.compute
+    problem = admission_problem(
+        spec.model.repository,
+        spec.model.revision,
+        spec.model.args,
+        hardware_option(compute.accelerator, compute.instance_type, compute.instance_size),
+        spec.traffic.max_concurrent if spec.traffic else None,
+    )
+    if problem:
+        raise ControlError(422, "validation", problem, "model.repository")
 
 
 def parse_spec(body: Any, *, check_paths: bool) -> EndpointSpec:
@@ -109,6 +124,7 @@ class EndpointService:
     def create(self, namespace: str, body: Any) -> dict[str, Any]:
         _check_namespace(namespace)
         spec = parse_spec(body, check_paths=True)
+        _check_fit(spec)
         try:
             endpoint = self.store.create_endpoint(
                 fields_from_spec(namespace, spec), revision_from_spec(spec), self.now()
@@ -129,6 +145,8 @@ class EndpointService:
         current = spec_from_records(endpoint, revision).to_wire(redact_secrets=False)
         new_repository = isinstance(patch.get("model"), dict) and "repository" in patch["model"]
         spec = parse_spec(merge_update(current, patch), check_paths=new_repository)
+        if "model" in patch or "compute" in patch or "traffic" in patch:
+            _check_fit(spec)
         now = self.now()
         fields = dataclasses.asdict(fields_from_spec(namespace, spec, Intent(endpoint.intent)))
         changes = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-log = logging.getLogger(__name__)
+from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+log = logging.getLogger(__name__)
 
 
 class ModelLoadError(Exception):
@@ -68,10 +68,7 @@ def check_weights(path: Path, allow_pickle: bool) -> bool:
     has_safetensors = any(path.glob("*.safetensors"))
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if not has_safetensors and pickles and not allow_pickle:
-        raise ModelLoadError(
-            f"{path} only has pickle weights ({', '.join(pickles[:3])}); loading pickle can execute code. "
-            "Convert them to safetensors, or pass --allow-pickle if you trust the source."
-        )
+        raise ModelLoadError(pickle_refusal(str(path), pickles))
     if not has_safetensors and not pickles:
         raise ModelLoadError(f"{path} has no weights (*.safetensors)")
     return has_safetensors

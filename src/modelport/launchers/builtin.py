@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
@@ -10,7 +11,10 @@ from modelport.store.records import ModelRevision
 HEALTH_PATH = "/health"
 
 
-def builtin_launch(replica_id: str, served_name: str, revision: ModelRevision) -> LaunchSpec:
+def builtin_launch(
+    replica_id: str, served_name: str, revision: ModelRevision, planned_args: Sequence[str] = ()
+) -> LaunchSpec:
+    """`planned_args`: the planner's sizing (context, KV budget) for flags the user left unset."""
     command = [
         sys.executable,
         "-m",
@@ -25,6 +29,7 @@ def builtin_launch(replica_id: str, served_name: str, revision: ModelRevision) -
         served_name,
         "--any-model-name",
         *(["--revision", revision.revision] if revision.revision else []),
+        *planned_args,
         *revision.args,
     ]
     # secrets reach the engine as environment variables, as on the managed service

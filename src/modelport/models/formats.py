@@ -186,7 +186,7 @@ def pickle_refusal(where: str, pickles: list[str]) -> str:
     return (
         f"{where} only has pickle weights ({shown}); loading pickle can execute arbitrary code. "
         "Use a safetensors revision of the model (or convert it), or opt in if you trust the source: "
-        "`--allow-pickle` on the CLI, or model.env MODELPORT_ALLOW_PICKLE=1 on an endpoint."
+        '`--allow-pickle` (on `models pull` and `serve`; for an endpoint, model.args ["--allow-pickle"]).'
     )
 
 

@@ -1,0 +1,210 @@
+"""`modelport plan MODEL`: which hardware a model fits, how many sequences, what it costs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modelport.models.architecture import ModelFacts
+from modelport.models.hardware import (
+    HardwareOption,
+    catalog,
+    default_prices,
+    instance_types,
+    load_prices,
+)
+from modelport.models.inspect import ModelInspectError, inspect_model
+from modelport.models.planner import OptionFit, Plan, PlanRequest, fmt_bytes, plan, plan_to_dict
+from modelport.models.quantization import KV_CACHE_DTYPES, SCHEMES
+
+
+def _resolve_model(model: str) -> Path:
+    """MODEL as a local path: a model folder or a .gguf file. (The place to add Hub ids and URLs.)"""
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise typer.BadParameter(f"{model} is not a local model folder or .gguf file", param_hint="MODEL")
+    return path
+
+
+def _options(hardware: str | None, prices_file: Path | None) -> list[HardwareOption]:
+    try:
+        prices = load_prices(prices_file) if prices_file is not None else default_prices()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--prices") from exc
+    options = catalog(prices)
+    if not hardware:
+        return options
+    wanted = [h.strip() for h in hardware.split(",") if h.strip()]
+    unknown = [h for h in wanted if h not in instance_types()]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown hardware {', '.join(unknown)}; choose from {', '.join(instance_types())}",
+            param_hint="--hardware",
+        )
+    return [o for o in options if o.instance_type in wanted]
+
+
+def plan_command(
+    model: Annotated[
+        str, typer.Argument(help="A model folder (config.json, safetensors headers) or a .gguf file.")
+    ],
+    context: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per sequence; default: the model's maximum.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Sequences to serve at once at that context.")] = 1,
+    quantization: Annotated[
+        str | None,
+        typer.Option(help=f"Weight format to plan for: {', '.join(SCHEMES)}; default: the checkpoint's."),
+    ] = None,
+    kv_cache_dtype: Annotated[str, typer.Option(help=f"{' or '.join(KV_CACHE_DTYPES)}.")] = "auto",
+    hardware: Annotated[
+        str | None, typer.Option(help="Comma-separated instance types, e.g. nvidia-l4,nvidia-h100,local.")
+    ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(help='JSON file of USD per GPU-hour by instance type, e.g. {"nvidia-h100": 4.5}.'),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole plan as JSON.")] = False,
+) -> None:
+    """Size MODEL for each GPU in the catalog and this machine's CPU, from its config and headers."""
+    path = _resolve_model(model)
+    try:
+        request = PlanRequest(
+            context=context, concurrency=concurrency, quantization=quantization, kv_cache_dtype=kv_cache_dtype
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    options = _options(hardware, prices)
+    try:
+        info = inspect_model(path)
+    except ModelInspectError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    result = plan(info, request, options)
+    if as_json:
+        typer.echo(json.dumps(plan_to_dict(result), indent=2))
+        return
+    console = Console()
+    for line in _header(result):
+        console.print(line)
+    console.print(_table(result))
+    for line in _footer(result, model):
+        # commands are left for the terminal to wrap, so they copy and paste as one line
+        console.print(line, soft_wrap=isinstance(line, _Command), highlight=False)
+
+
+class _Command(str):
+    """A shell command line in the output."""
+
+
+def _facts_line(facts: ModelFacts) -> str:
+    attention = (
+        f"{facts.attention_kind} {facts.num_attention_heads}/{facts.num_kv_heads} heads × {facts.head_dim}"
+    )
+    if facts.mla is not None:
+        mla = facts.mla
+        attention = f"MLA {facts.num_attention_heads} heads, latent {mla.kv_lora_rank}+{mla.qk_rope_head_dim}"
+    parts = [facts.architecture, f"{facts.num_layers} layers", attention]
+    if facts.moe is not None:
+        parts.append(f"{facts.moe.num_experts} experts, {facts.moe.experts_per_token} per token")
+    if facts.sliding_window:
+        parts.append(f"window {facts.sliding_window:,} on {facts.sliding_layers} layers")
+    return " · ".join(parts)
+
+
+def _params(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    return f"{n / 1e6:.0f}M" if n >= 1e7 else f"{n:,}"
+
+
+def _header(p: Plan) -> list[Text | str]:
+    info = p.model
+    params = info.parameters
+    active = f", {_params(params.active)} active" if params.active != params.total else ""
+    kv_token = p.kv_bytes_per_token
+    kv_text = f"{kv_token / 1024:,.0f} KiB" if kv_token >= 10 * 1024 else f"{kv_token:,} B"
+    kv_dtype = "" if p.request.kv_cache_dtype == "auto" else f" ({p.request.kv_cache_dtype})"
+    return [
+        Text(f"{Path(info.source).name} · {_facts_line(info.facts)}", style="bold"),
+        f"{_params(params.total)} parameters{active} · from {info.parameter_source} · weights "
+        f"{fmt_bytes(p.weights_bytes)} at {p.scheme}",
+        f"KV cache {kv_text}/token{kv_dtype} → {fmt_bytes(p.kv_bytes_per_sequence)} per {p.context:,}-token "
+        f"sequence · asked: {p.request.concurrency:,} at once",
+    ]
+
+
+def _seqs(fit: OptionFit) -> Text:
+    if not fit.fits:
+        return Text("–", style="dim")
+    return Text(f"{fit.max_sequences:,}", style="green" if fit.meets_concurrency else "yellow")
+
+
+def _why(fit: OptionFit) -> str:
+    parts = [fit.summary] if fit.summary else []
+    if fit.smaller:
+        parts.append(fit.smaller)
+    return "; ".join(parts)
+
+
+def _table(p: Plan) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+    table.add_column("Hardware", no_wrap=True)
+    table.add_column("GPUs", justify="right", no_wrap=True)
+    table.add_column("Fit", justify="center", no_wrap=True)
+    table.add_column(f"Seqs@{_short_tokens(p.context)}", justify="right", no_wrap=True)
+    table.add_column("$/h", justify="right", no_wrap=True)
+    table.add_column("$/1M", justify="right", no_wrap=True)
+    table.add_column("Why", ratio=1, min_width=20)
+    for fit in p.rows:
+        option = fit.option
+        name = option.accelerator.name if not option.is_cpu else "local CPU"
+        gpus = "CPU" if option.is_cpu else str(option.count)
+        mark = Text("✓", style="green") if fit.fits else Text("✗", style="red")
+        cost = f"{fit.throughput.cost_per_million_tokens:.2f}" if fit.throughput else "–"
+        table.add_row(name, gpus, mark, _seqs(fit), f"{option.price_per_hour:.2f}", cost, _why(fit))
+    return table
+
+
+def _short_tokens(n: int) -> str:
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024}k"
+    return f"{n:,}"
+
+
+def _footer(p: Plan, model: str) -> list[Text | str]:
+    lines: list[Text | str] = []
+    best = p.cheapest
+    wanted = f"{p.request.concurrency:,} × {p.context:,}-token sequences"
+    if best is None:
+        most = max(p.evaluated, key=lambda f: f.max_sequences, default=None)
+        tail = f"; the most is {most.max_sequences:,} on {most.option.label}" if most and most.fits else ""
+        lines.append(Text(f"No option serves {wanted}{tail}.", style="bold red"))
+    else:
+        t = best.throughput
+        speed = f", ~{t.tokens_per_s:,.0f} tok/s out, ~${t.cost_per_million_tokens:.2f}/1M" if t else ""
+        price = f"${best.option.price_per_hour:.2f}/h"
+        lines.append(Text(f"Cheapest for {wanted}: {best.option.label}, {price}{speed}", style="bold"))
+        if best.vllm_flags:
+            lines.append(_Command("  vllm serve " + shlex.join([model, *best.vllm_flags])))
+        if best.builtin_flags:
+            lines.append(_Command("  modelport serve " + shlex.join([model, *best.builtin_flags])))
+        lines.extend(f"  note: {n}" for n in best.notes)
+    for note in p.notes:
+        lines.append(f"note: {note}")
+    lines.append(
+        Text(
+            "GB = 10^9 bytes, per GPU. $/h: list-price-ish defaults (--prices FILE or "
+            "MODELPORT_HARDWARE_PRICES). $/1M output tokens: a decode bandwidth model (docs/planner.md).",
+            style="dim",
+        )
+    )
+    return lines
