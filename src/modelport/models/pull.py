@@ -201,7 +201,12 @@ def pull(
         if existing is not None and not cache.verify(existing, full=False):
             manifest = Manifest(**{**existing.__dict__, "refs": tuple(sorted({*existing.refs, *refs}))})
             return PullResult(manifest, cache.commit(manifest), 0, existing.total_bytes)
-        chosen = select_files(listing.files, source.is_single_file, allow_pickle, trust_remote_code, where)
+        listed = listing.files
+        if source.filename is not None:  # one GGUF file of a Hub repository
+            listed = tuple(f for f in listed if f.path == source.filename)
+            if not listed:
+                raise PullError(f"{source.location} has no file {source.filename} at {listing.revision[:12]}")
+        chosen = select_files(listed, source.is_single_file, allow_pickle, trust_remote_code, where)
         progress.start(len(chosen), sum(f.size for f in chosen))
         entries, downloaded, reused = [], 0, 0
         known = _known_digests(cache, source.key)

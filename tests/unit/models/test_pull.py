@@ -183,3 +183,18 @@ def test_verify_finds_a_corrupted_blob_and_rm_frees_it(tmp_path: Path) -> None:
     freed = cache.remove(result.manifest)
     assert freed == result.manifest.total_bytes
     assert leftovers(cache) == []
+
+
+def test_one_gguf_file_of_a_repository(tmp_path: Path) -> None:
+    gguf = b"GGUF" + struct.pack("<IQQ", 3, 0, 0)
+    remote = MemoryRemote({**MODEL, "chat.Q4_K_M.gguf": gguf, "chat.Q8_0.gguf": gguf + b"\0"})
+    cache = ModelCache(tmp_path)
+    result = pull(parse_source("acme/chat-GGUF/chat.Q4_K_M.gguf"), cache, remote=remote)
+    assert result.path.name == "chat.Q4_K_M.gguf" and result.path.read_bytes() == gguf
+    assert remote.downloads == ["chat.Q4_K_M.gguf"]
+    assert resolve("acme/chat-GGUF/chat.Q4_K_M.gguf", None, cache, pull_missing=False) == result.path
+    with pytest.raises(PullError, match=r"has no file chat\.Q2_K\.gguf"):
+        pull(parse_source("acme/chat-GGUF/chat.Q2_K.gguf"), cache, remote=remote)
+    remote.files["bad.gguf"] = b"not gguf at all, no magic"
+    with pytest.raises(PullError, match="not a GGUF file"):
+        pull(parse_source("acme/chat-GGUF/bad.gguf"), cache, remote=remote)
