@@ -107,6 +107,15 @@ class HubFile:
 
 
 @dataclass(frozen=True)
+class Received:
+    """One request as the stand-in saw it: ``requests``' entry plus its headers."""
+
+    method: str
+    path: str  # as sent, percent-encoded, without the query string
+    headers: dict[str, str]  # names lower-cased
+
+
+@dataclass(frozen=True)
 class _Repo:
     repo_id: str
     files: dict[str, HubFile]
@@ -304,8 +313,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch()
 
+    def _record(self) -> str:
+        path = urlsplit(self.path).path
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.standin.requests.append((self.command, path))
+        self.server.standin.received.append(Received(self.command, path, headers))
+        return path
+
     def _reject(self) -> None:
-        self.server.standin.requests.append((self.command, urlsplit(self.path).path))
+        self._record()
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._error(405, f"{self.command} is not supported by the Hub stand-in")
 
@@ -313,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
-        self.server.standin.requests.append((self.command, parts.path))
+        self._record()
         segments = [unquote(s) for s in parts.path.split("/")[1:]]
         query = parse_qs(parts.query)
         if self.server.role == "cdn":
@@ -504,6 +520,9 @@ class HubStandin:
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, Hub and CDN port, in arrival order: the path as sent
         (percent-encoded, query string dropped). The live list: a test may slice or clear it."""
+        self.received: list[Received] = []
+        """The same requests with their headers (e.g. ``Range``), kept apart so ``requests`` stays
+        a list of pairs."""
         self.lfs_blobs: dict[str, HubFile] = {
             f.sha256: f for r in self.repos.values() for f in r.files.values() if f.sha256 is not None
         }

@@ -2,6 +2,7 @@
 
 A header names every tensor with its dtype, shape and byte range, which is all `inspect_model`
 reads; the data itself is never written, so a 141 GB Llama-3.1-70B folder takes a few kB.
+Also a small GGUF writer (whole files: GGUF readers map the tensor data).
 """
 
 from __future__ import annotations
@@ -80,3 +81,33 @@ def write_hub_folder(folder: Path, config: Mapping[str, Any], tensors: Tensors, 
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return total
+
+
+def write_gguf(path: Path, tokens: int = 256, split_max_tensors: int = 0, pad: int = 0) -> None:
+    """A small Llama GGUF file (F32 tensors of ones); `pad` lengthens every token, `split_max_tensors`
+    writes path-0000i-of-0000n.gguf shards instead."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
+    writer.add_block_count(1)
+    writer.add_context_length(4096)
+    writer.add_embedding_length(64)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
+    writer.add_token_list([f"token-{i}" + "x" * pad for i in range(tokens)])
+    shapes = {"token_embd.weight": (tokens, 64), "output_norm.weight": (64,), "output.weight": (tokens, 64)}
+    for name in ("attn_q", "attn_output"):
+        shapes[f"blk.0.{name}.weight"] = (64, 64)
+    for name in ("attn_k", "attn_v"):
+        shapes[f"blk.0.{name}.weight"] = (32, 64)
+    shapes |= {"blk.0.ffn_gate.weight": (128, 64), "blk.0.ffn_up.weight": (128, 64)}
+    shapes |= {"blk.0.ffn_down.weight": (64, 128), "blk.0.attn_norm.weight": (64,)}
+    shapes["blk.0.ffn_norm.weight"] = (64,)
+    for name, shape in shapes.items():
+        writer.add_tensor(name, np.ones(shape, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()

@@ -99,6 +99,8 @@ ALL: tuple[EnvVar, ...] = (
 def apply_process_defaults() -> None:
     """Set library variables that must be in place before torch starts (called by `serve`)."""
     os.environ.setdefault(ONEDNN_CACHE.name, ONEDNN_CACHE.default)
+    # huggingface_hub otherwise adds usage details to its user agent and, to find them, fetches a
+    # registry from the Hub once a day: modelport makes no calls it was not asked to make
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 

@@ -85,3 +85,24 @@ def test_an_update_to_a_model_that_cannot_fit_leaves_the_endpoint_serving(
     ep = client.get_endpoint("chat")
     assert ep.repository == str(tiny_model) and ep.state == "running"
     assert replica_processes(control_plane.data_dir)[0].pid == replica.pid
+
+
+def test_a_hub_model_not_pulled_yet_is_judged_from_its_headers(llama_70b: Path, tmp_path: Path) -> None:
+    from tests.hub_standin import HubStandin
+
+    with HubStandin({"acme/llama-70b": llama_70b}) as hub:
+        env = {
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": hub.url,
+            "MODELPORT_MODEL_CACHE": str(tmp_path / "cache"),
+        }
+        with ControlPlaneProcess(tmp_path / "data", None, "--no-demo", env=env) as cp:
+            client = Client(cp.url, token=cp.token)
+            with pytest.raises(ValidationError, match=r"acme/llama-70b does not fit local CPU"):
+                client.create_endpoint("big", model="acme/llama-70b")
+        # only the listing, the JSON files and ranged reads of the shards' headers
+        assert all(
+            r.path.startswith("/api/") or r.path.endswith(".json") or "range" in r.headers
+            for r in hub.received
+        )
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))

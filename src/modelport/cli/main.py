@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from modelport import envs
 from modelport.cli.bench_cmd import bench_app
 from modelport.cli.demo_cmd import demo_app
 from modelport.cli.endpoints_cmd import endpoints_app
@@ -30,6 +31,8 @@ app.add_typer(models_app, name="models")
 
 
 def main() -> None:
+    # before any command imports huggingface_hub or torch: no telemetry, no registry fetches
+    envs.apply_process_defaults()
     app()
 
 

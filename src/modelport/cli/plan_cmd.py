@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from modelport import envs
 from modelport.models.architecture import ModelFacts
+from modelport.models.cache import ModelCache
 from modelport.models.hardware import (
     HardwareOption,
     catalog,
@@ -23,15 +27,44 @@ from modelport.models.hardware import (
 )
 from modelport.models.inspect import ModelInspectError, inspect_model
 from modelport.models.planner import OptionFit, Plan, PlanRequest, fmt_bytes, plan, plan_to_dict
+from modelport.models.pull import resolve
 from modelport.models.quantization import KV_CACHE_DTYPES, SCHEMES
+from modelport.models.remote import PullError
+from modelport.models.remote_headers import fetch_plan_folder
+from modelport.models.sources import SourceError, parse_source
+
+LOCAL, CACHE, REMOTE = "local path", "weight cache", "remote headers"
+REMOTE_NOTE = "planned from the source's config and weight-file headers; no weights were downloaded"
 
 
-def _resolve_model(model: str) -> Path:
-    """MODEL as a local path: a model folder or a .gguf file. (The place to add Hub ids and URLs.)"""
+@dataclass(frozen=True)
+class _Target:
+    path: Path  # what inspect_model reads
+    read_from: str  # LOCAL, CACHE or REMOTE
+    source: str | None = None  # the remote source as typed, shown instead of the path
+
+
+def _resolve_model(model: str, scratch: Path) -> _Target:
+    """MODEL as a local path; else a Hub id or s3:// source: its cached snapshot when pulled,
+    otherwise its config and weight-file headers fetched into `scratch` (no weights downloaded)."""
     path = Path(model).expanduser()
-    if not path.exists():
+    if path.exists():
+        return _Target(path, LOCAL)
+    try:
+        source = parse_source(model)
+    except SourceError as exc:
+        raise typer.BadParameter(
+            f"{model} is not a local model folder or .gguf file: {exc}", param_hint="MODEL"
+        ) from None
+    if source.kind == "local":
         raise typer.BadParameter(f"{model} is not a local model folder or .gguf file", param_hint="MODEL")
-    return path
+    typed = model.strip()
+    try:
+        cached = resolve(model, None, ModelCache(envs.model_cache_dir()), pull_missing=False)
+        return _Target(cached, CACHE, typed)
+    except PullError:
+        pass  # not pulled (or damaged): a plan needs only the metadata
+    return _Target(fetch_plan_folder(source, scratch), REMOTE, typed)
 
 
 def _options(hardware: str | None, prices_file: Path | None) -> list[HardwareOption]:
@@ -75,25 +108,34 @@ def plan_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole plan as JSON.")] = False,
 ) -> None:
     """Size MODEL for each GPU in the catalog and this machine's CPU, from its config and headers."""
-    path = _resolve_model(model)
     try:
         request = PlanRequest(
             context=context, concurrency=concurrency, quantization=quantization, kv_cache_dtype=kv_cache_dtype
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    options = _options(hardware, prices)
-    try:
-        info = inspect_model(path)
-    except ModelInspectError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+    options = _options(hardware, prices)  # checked before any network call
+    with tempfile.TemporaryDirectory(prefix="modelport-plan-") as scratch:
+        try:
+            target = _resolve_model(model, Path(scratch))
+            info = inspect_model(target.path)
+        except PullError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        except ModelInspectError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+    if target.source is not None:
+        notes = (REMOTE_NOTE, *info.notes) if target.read_from == REMOTE else info.notes
+        info = replace(info, source=target.source, notes=notes)
     result = plan(info, request, options)
     if as_json:
-        typer.echo(json.dumps(plan_to_dict(result), indent=2))
+        data = plan_to_dict(result)
+        data["model"]["read_from"] = target.read_from
+        typer.echo(json.dumps(data, indent=2))
         return
     console = Console()
-    for line in _header(result):
+    for line in _header(result, target.source):
         console.print(line)
     console.print(_table(result))
     for line in _footer(result, model):
@@ -126,15 +168,16 @@ def _params(n: int) -> str:
     return f"{n / 1e6:.0f}M" if n >= 1e7 else f"{n:,}"
 
 
-def _header(p: Plan) -> list[Text | str]:
+def _header(p: Plan, typed: str | None) -> list[Text | str]:
     info = p.model
+    name = typed or Path(info.source).name
     params = info.parameters
     active = f", {_params(params.active)} active" if params.active != params.total else ""
     kv_token = p.kv_bytes_per_token
     kv_text = f"{kv_token / 1024:,.0f} KiB" if kv_token >= 10 * 1024 else f"{kv_token:,} B"
     kv_dtype = "" if p.request.kv_cache_dtype == "auto" else f" ({p.request.kv_cache_dtype})"
     return [
-        Text(f"{Path(info.source).name} · {_facts_line(info.facts)}", style="bold"),
+        Text(f"{name} · {_facts_line(info.facts)}", style="bold"),
         f"{_params(params.total)} parameters{active} · from {info.parameter_source} · weights "
         f"{fmt_bytes(p.weights_bytes)} at {p.scheme}",
         f"KV cache {kv_text}/token{kv_dtype} → {fmt_bytes(p.kv_bytes_per_sequence)} per {p.context:,}-token "

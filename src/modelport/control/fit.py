@@ -1,20 +1,24 @@
 """Whether an endpoint's model can run on its hardware, decided before anything starts.
 
 On create and update the control plane reads the model's config.json and weight headers (a
-local folder, or a Hub/S3 source already in the weight cache: never the network) and asks the
-planner whether it fits the endpoint's instance. A model that cannot fit fails at once with the
-planner's explanation instead of an out-of-memory kill minutes later; a pickle-only folder is
-refused unless its engine args allow pickle. The planner's sizing also becomes the engine's
-default flags (a user's own args win).
+local folder, a Hub/S3 source in the weight cache, or else those few kB fetched from the source
+with ranged reads) and asks the planner whether it fits the endpoint's instance. A model that
+cannot fit fails at once with the planner's explanation, instead of an out-of-memory kill
+minutes later; a pickle-only folder is refused unless its engine args allow pickle. The
+planner's sizing also becomes the engine's default flags (a user's own args win).
 
-A remote source not cached yet cannot be inspected without the network; it is checked by the
-replica that pulls it (the engine refuses what it cannot hold) and shows up as a failed start.
+A source that cannot be reached within REMOTE_TIMEOUT_S is not judged: the endpoint is stored,
+and its replica's pull reports the problem as a failed start.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from modelport import envs
@@ -25,7 +29,8 @@ from modelport.models.inspect import ModelInfo, ModelInspectError, inspect_model
 from modelport.models.planner import OptionFit, PlanRequest, check_fit
 from modelport.models.pull import default_ref
 from modelport.models.remote import PullError
-from modelport.models.sources import SourceError, parse_source
+from modelport.models.remote_headers import fetch_plan_folder
+from modelport.models.sources import ModelSource, SourceError, parse_source
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,14 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 16
 # Engine flags the planner may set; a user's args naming one of them keep the user's value.
 PLANNED_FLAGS = ("--max-model-len", "--kv-cache-memory")
+# How long a create or update may wait on a Hub/S3 source's headers before deciding without them.
+REMOTE_TIMEOUT_S = 15.0
+
+# Remote models inspected from their headers, by (repository, revision): a revision's headers do not
+# change, and every replica launch asks again. Bounded only by the endpoints a user creates.
+_remote_info: dict[tuple[str, str | None], ModelInfo] = {}
+_remote_lock = threading.Lock()
+_fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan-headers")
 
 
 def local_path(repository: str, revision: str | None, cache: ModelCache) -> Path | None:
@@ -82,6 +95,41 @@ def _inspect(path: Path) -> ModelInfo | None:
         return None
 
 
+def _remote_model(source: ModelSource, key: tuple[str, str | None]) -> ModelInfo | None:
+    with _remote_lock:
+        if key in _remote_info:
+            return _remote_info[key]
+
+    def fetch() -> ModelInfo | None:
+        with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
+            return _inspect(fetch_plan_folder(source, Path(tmp)))
+
+    try:
+        info = _fetcher.submit(fetch).result(timeout=REMOTE_TIMEOUT_S)
+    except FutureTimeout:
+        log.info("%s did not answer within %.0f s; not planned", source.display(), REMOTE_TIMEOUT_S)
+        return None
+    except (PullError, OSError) as exc:
+        log.info("cannot read %s's headers (%s); not planned", source.display(), exc)
+        return None
+    if info is not None:
+        with _remote_lock:
+            _remote_info[key] = info
+    return info
+
+
+def model_info(repository: str, revision: str | None, cache: ModelCache) -> ModelInfo | None:
+    """What the planner needs, from the cache or folder if the files are here, else from the source."""
+    path = local_path(repository, revision, cache)
+    if path is not None:
+        return _inspect(path)
+    try:
+        source = parse_source(repository, revision)
+    except SourceError:
+        return None
+    return _remote_model(source, (repository, revision))
+
+
 def fit_for(
     repository: str,
     revision: str | None,
@@ -90,12 +138,10 @@ def fit_for(
     max_concurrent: int | None,
     cache: ModelCache | None = None,
 ) -> OptionFit | None:
-    """The planner's verdict, or None when the model or the hardware cannot be inspected here."""
-    cache = cache or ModelCache(envs.model_cache_dir())
-    path = local_path(repository, revision, cache)
-    if path is None or option is None:
+    """The planner's verdict, or None when the model or the hardware cannot be inspected."""
+    if option is None:
         return None
-    info = _inspect(path)
+    info = model_info(repository, revision, cache or ModelCache(envs.model_cache_dir()))
     return check_fit(info, option, _request(args, max_concurrent)) if info is not None else None
 
 

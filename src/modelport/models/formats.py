@@ -163,6 +163,68 @@ def read_gguf_header(path: Path) -> GgufHeader:
     return GgufHeader(version=version, tensor_count=tensors, metadata_count=kv)
 
 
+# GGUF metadata value types: fixed sizes, then string (8) and array (9)
+_GGUF_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+class _CutShort(Exception):
+    pass
+
+
+class _GgufCursor:
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data, self.pos, self.source = data, 0, source
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > len(self.data):
+            raise _CutShort
+        self.pos += n
+
+    def uint(self, size: int) -> int:
+        start = self.pos
+        self.skip(size)
+        return int.from_bytes(self.data[start : self.pos], "little")
+
+    def value(self, kind: int) -> None:
+        if kind in _GGUF_SCALAR_BYTES:
+            self.skip(_GGUF_SCALAR_BYTES[kind])
+        elif kind == _GGUF_STRING:
+            self.skip(self.uint(8))
+        elif kind == _GGUF_ARRAY:
+            item, count = self.uint(4), self.uint(8)
+            if item in _GGUF_SCALAR_BYTES:  # one jump, not a loop over a million token scores
+                self.skip(_GGUF_SCALAR_BYTES[item] * count)
+            else:
+                for _ in range(count):
+                    self.value(item)
+        else:
+            raise FormatError(f"{self.source}: unknown GGUF value type {kind}")
+
+
+def gguf_header_length(prefix: bytes, source: str = "<bytes>") -> int | None:
+    """How many leading bytes of a GGUF file hold its metadata and tensor table (all a planner
+    reads); None when `prefix` ends before they do."""
+    if len(prefix) >= 4 and prefix[:4] != GGUF_MAGIC:
+        raise FormatError(f"{source}: not a GGUF file (no GGUF magic bytes)")
+    cursor = _GgufCursor(prefix, source)
+    try:
+        cursor.skip(4)
+        version = cursor.uint(4)
+        if version not in (2, 3):
+            raise FormatError(f"{source}: unsupported GGUF version {version}")
+        tensors, entries = cursor.uint(8), cursor.uint(8)
+        for _ in range(entries):
+            cursor.value(_GGUF_STRING)  # the key
+            cursor.value(cursor.uint(4))
+        for _ in range(tensors):
+            cursor.value(_GGUF_STRING)  # the name
+            cursor.skip(8 * cursor.uint(4) + 4 + 8)  # dimensions, type, data offset
+    except _CutShort:
+        return None
+    return cursor.pos
+
+
 def is_pickle(name: str) -> bool:
     return name.endswith(PICKLE_SUFFIXES)
 

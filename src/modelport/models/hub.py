@@ -7,7 +7,7 @@ store it in one pass with its own progress bar.
 
 from __future__ import annotations
 
-from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write
+from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write, take_range
 from modelport.models.sources import ModelSource
 
 CHUNK = 1024 * 1024
@@ -75,3 +75,23 @@ class HubRemote:
             raise
         except Exception as exc:
             raise PullError(f"downloading {file.path} from {source.location} failed: {exc}") from None
+
+    def read_range(
+        self, source: ModelSource, listing: RemoteListing, file: RemoteFile, start: int, stop: int
+    ) -> bytes:
+        from huggingface_hub import get_session, hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status  # type: ignore[attr-defined]
+
+        stop = min(stop, file.size)
+        if stop <= start:
+            return b""
+        url = hf_hub_url(source.location, file.path, revision=listing.revision)
+        # the Range header survives the redirect to the LFS CDN; the token does not (another origin)
+        headers = {**build_hf_headers(token=self.token), "Range": f"bytes={start}-{stop - 1}"}
+        try:
+            with get_session().stream("GET", url, headers=headers, timeout=60) as response:
+                hf_raise_for_status(response)
+                skip = 0 if response.status_code == 206 else start
+                return take_range(response.iter_bytes(CHUNK), skip, stop - start)
+        except Exception as exc:
+            raise PullError(f"reading {file.path} from {source.location} failed: {exc}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from modelport.models.cache import CachedFile, Manifest, ModelCache, format_problems
 from modelport.models.formats import GGUF_SUFFIX, is_pickle, pickle_refusal, weight_formats
-from modelport.models.remote import PullError, Remote, RemoteFile, RemoteListing
+from modelport.models.remote import PullError, RangedRemote, Remote, RemoteFile, RemoteListing
 from modelport.models.sources import ModelSource, parse_source
 
 # Besides weights: configs, tokenizers (HF json, sentencepiece, tiktoken, BPE vocab/merges) and chat
@@ -154,7 +154,16 @@ def _known_digests(cache: ModelCache, key: str) -> dict[tuple[str, int, str | No
     }
 
 
-def remote_for(source: ModelSource) -> Remote:
+def check_s3_version(source: ModelSource, listing: RemoteListing) -> None:
+    """An S3 source named at a content version must still hold it: a bucket keeps no history."""
+    if source.kind == "s3" and source.revision and source.revision not in (listing.revision, S3_DEFAULT_REF):
+        raise PullError(
+            f"{source.display()}: the bucket now holds version {listing.revision}; S3 keeps no history, "
+            f"so pull s3://{source.location} for the current content"
+        )
+
+
+def remote_for(source: ModelSource) -> RangedRemote:
     if source.kind == "hub":
         from modelport.models.hub import HubRemote
 
@@ -186,15 +195,7 @@ def pull(
     where = source.display()
     with cache.lock(source.key):
         listing = remote.listing(source)
-        if (
-            source.kind == "s3"
-            and source.revision
-            and source.revision not in (listing.revision, S3_DEFAULT_REF)
-        ):
-            raise PullError(
-                f"{where}: the bucket now holds version {listing.revision}; S3 keeps no history, "
-                f"so pull s3://{source.location} for the current content"
-            )
+        check_s3_version(source, listing)
         ref = source.revision or default_ref(source)
         refs = () if ref == listing.revision else (ref,)
         existing = cache.manifest(source.key, listing.revision)

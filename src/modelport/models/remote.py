@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,3 +39,27 @@ class Remote(Protocol):
     def download(self, source: ModelSource, listing: RemoteListing, file: RemoteFile, write: Write) -> None:
         """Stream one file's bytes to ``write``, from the start (a retry starts over)."""
         ...
+
+
+class RangedRemote(Remote, Protocol):
+    """A remote that also reads part of a file: the planner fetches headers, never whole weights."""
+
+    def read_range(
+        self, source: ModelSource, listing: RemoteListing, file: RemoteFile, start: int, stop: int
+    ) -> bytes:
+        """Bytes [start, stop) of one file, clipped at its end."""
+        ...
+
+
+def take_range(chunks: Iterable[bytes], skip: int, count: int) -> bytes:
+    """`count` bytes after the first `skip` of a stream, read no further: a server that ignores
+    Range answers with the whole file from its start, and that may be a hundred gigabytes."""
+    out = bytearray()
+    for chunk in chunks:
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        out += chunk[: count - len(out)]
+        if len(out) >= count:
+            break
+    return bytes(out)

@@ -9,10 +9,11 @@ prefix. The same listing always resolves to the same cached snapshot.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 from modelport import envs
-from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write
+from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write, take_range
 from modelport.models.sources import ModelSource
 
 CHUNK = 1024 * 1024
@@ -28,13 +29,22 @@ def content_version(files: tuple[RemoteFile, ...], etags: dict[str, str]) -> str
 class S3Remote:
     def __init__(self, endpoint_url: str | None = None) -> None:
         self.endpoint_url = endpoint_url or envs.S3_ENDPOINT_URL.get() or None
+        self._made: Any = None
+        self._lock = threading.Lock()
 
     def _client(self) -> Any:
+        """One client, made on first use: clients are thread-safe, making them on boto3's shared
+        default session from several threads is not."""
         import boto3
         from botocore.config import Config
 
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+        with self._lock:
+            if self._made is None:
+                config = Config(
+                    retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60
+                )
+                self._made = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+            return self._made
 
     def _where(self, source: ModelSource) -> str:
         return f"s3://{source.location}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")
@@ -84,11 +94,36 @@ class S3Remote:
     def download(self, source: ModelSource, listing: RemoteListing, file: RemoteFile, write: Write) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        bucket, _, prefix = source.location.partition("/")
-        key = prefix if source.is_single_file else f"{prefix}/{file.path}" if prefix else file.path
+        bucket, key = _object(source, file)
         try:
             body = self._client().get_object(Bucket=bucket, Key=key)["Body"]
             for chunk in body.iter_chunks(CHUNK):
                 write(chunk)
         except (ClientError, BotoCoreError) as exc:
             raise PullError(f"downloading s3://{bucket}/{key} failed: {exc}") from None
+
+    def read_range(
+        self, source: ModelSource, listing: RemoteListing, file: RemoteFile, start: int, stop: int
+    ) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        stop = min(stop, file.size)
+        if stop <= start:
+            return b""
+        bucket, key = _object(source, file)
+        try:
+            reply = self._client().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
+            body = reply["Body"]
+            try:
+                skip = 0 if reply.get("ContentRange") else start  # no Content-Range: the whole object came
+                return take_range(body.iter_chunks(CHUNK), skip, stop - start)
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as exc:
+            raise PullError(f"reading s3://{bucket}/{key} failed: {exc}") from None
+
+
+def _object(source: ModelSource, file: RemoteFile) -> tuple[str, str]:
+    """The bucket and key of a listed file."""
+    bucket, _, prefix = source.location.partition("/")
+    return bucket, prefix if source.is_single_file else f"{prefix}/{file.path}" if prefix else file.path
