@@ -17,6 +17,20 @@ from modelport.models.formats import DTYPE_BYTES
 
 Tensors = dict[str, tuple[str, tuple[int, ...]]]
 
+# A two-layer Llama small enough to reason about by hand (GQA 4/2 heads of 16).
+SMALL_LLAMA: dict[str, Any] = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "max_position_embeddings": 4096,
+    "torch_dtype": "bfloat16",
+}
+
 
 def llama_tensors(config: Mapping[str, Any], dtype: str = "BF16") -> Tensors:
     """Every tensor of a Llama-architecture checkpoint, named as transformers saves them."""

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelport import envs
@@ -31,6 +32,8 @@ from modelport.models.pull import default_ref
 from modelport.models.remote import PullError
 from modelport.models.remote_headers import fetch_plan_folder
 from modelport.models.sources import ModelSource, SourceError, parse_source
+from modelport.spec.endpoint import EndpointSpec
+from modelport.store.records import EndpointRecord, ModelRevision
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 16
 # Engine flags the planner may set; a user's args naming one of them keep the user's value.
 PLANNED_FLAGS = ("--max-model-len", "--kv-cache-memory")
+# With no --max-model-len, a model whose full context does not fit is served at the longest
+# context that does (a multiple of CONTEXT_STEP), as long as that is at least MIN_CONTEXT.
+MIN_CONTEXT = 2048
+CONTEXT_STEP = 1024
 # How long a create or update may wait on a Hub/S3 source's headers before deciding without them.
 REMOTE_TIMEOUT_S = 15.0
 
@@ -46,6 +53,38 @@ REMOTE_TIMEOUT_S = 15.0
 _remote_info: dict[tuple[str, str | None], ModelInfo] = {}
 _remote_lock = threading.Lock()
 _fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan-headers")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the planner is asked about: a model, its engine args, the instance, the concurrency."""
+
+    repository: str
+    revision: str | None
+    args: tuple[str, ...]
+    option: HardwareOption | None
+    max_concurrent: int | None
+
+    @classmethod
+    def of_spec(cls, spec: EndpointSpec) -> Deployment:
+        compute = spec.compute
+        return cls(
+            spec.model.repository,
+            spec.model.revision,
+            tuple(spec.model.args),
+            hardware_option(compute.accelerator, compute.instance_type, compute.instance_size),
+            spec.traffic.max_concurrent if spec.traffic else None,
+        )
+
+    @classmethod
+    def of_records(cls, endpoint: EndpointRecord, revision: ModelRevision) -> Deployment:
+        return cls(
+            revision.repository,
+            revision.revision,
+            tuple(revision.args),
+            hardware_option(endpoint.accelerator, endpoint.instance_type, endpoint.instance_size),
+            (endpoint.traffic or {}).get("maxConcurrent"),
+        )
 
 
 def local_path(repository: str, revision: str | None, cache: ModelCache) -> Path | None:
@@ -130,39 +169,45 @@ def model_info(repository: str, revision: str | None, cache: ModelCache) -> Mode
     return _remote_model(source, (repository, revision))
 
 
-def fit_for(
-    repository: str,
-    revision: str | None,
-    args: Sequence[str],
-    option: HardwareOption | None,
-    max_concurrent: int | None,
-    cache: ModelCache | None = None,
-) -> OptionFit | None:
+def fit_for(deployment: Deployment, cache: ModelCache | None = None) -> OptionFit | None:
     """The planner's verdict, or None when the model or the hardware cannot be inspected."""
-    if option is None:
+    if deployment.option is None:
         return None
-    info = model_info(repository, revision, cache or ModelCache(envs.model_cache_dir()))
-    return check_fit(info, option, _request(args, max_concurrent)) if info is not None else None
+    cache = cache or ModelCache(envs.model_cache_dir())
+    info = model_info(deployment.repository, deployment.revision, cache)
+    if info is None:
+        return None
+    return _fit_longest_context(info, deployment.option, _request(deployment.args, deployment.max_concurrent))
 
 
-def admission_problem(
-    repository: str,
-    revision: str | None,
-    args: Sequence[str],
-    option: HardwareOption | None,
-    max_concurrent: int | None,
-    cache: ModelCache | None = None,
-) -> str | None:
+def _fit_longest_context(info: ModelInfo, option: HardwareOption, request: PlanRequest) -> OptionFit:
+    """The plan at the model's context; if only that is too long, at the longest context that fits."""
+    fit = check_fit(info, option, request)
+    if fit.fits or request.context is not None or fit.memory.kv_budget <= 0 or fit.context <= MIN_CONTEXT:
+        return fit
+    lo, hi = MIN_CONTEXT, fit.context  # check_fit is pure arithmetic: a bisection costs microseconds
+    if not check_fit(info, option, replace(request, context=lo)).fits:
+        return fit
+    while hi - lo > CONTEXT_STEP:
+        mid = (lo + hi) // 2 // CONTEXT_STEP * CONTEXT_STEP
+        lo, hi = (mid, hi) if check_fit(info, option, replace(request, context=mid)).fits else (lo, mid)
+    capped = check_fit(info, option, replace(request, context=lo))
+    note = f"the model's {fit.context:,}-token context does not fit; served at {lo:,} tokens"
+    return replace(capped, notes=(*capped.notes, note))
+
+
+def admission_problem(deployment: Deployment, cache: ModelCache | None = None) -> str | None:
     """Why this endpoint cannot be served as asked, in words that say what to do; None if it can."""
     cache = cache or ModelCache(envs.model_cache_dir())
-    path = local_path(repository, revision, cache)
-    if path is not None and path.is_dir() and "--allow-pickle" not in args:
+    repository = deployment.repository
+    path = local_path(repository, deployment.revision, cache)
+    if path is not None and path.is_dir() and "--allow-pickle" not in deployment.args:
         names = [p.name for p in path.iterdir()]
         if not any(n.endswith(".safetensors") for n in names):
             pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES)]
             if pickles:
                 return pickle_refusal(repository, pickles)
-    fit = fit_for(repository, revision, args, option, max_concurrent, cache)
+    fit = fit_for(deployment, cache)
     if fit is None or fit.fits:
         return None
     return (
@@ -171,18 +216,12 @@ def admission_problem(
     )
 
 
-def planned_args(
-    repository: str,
-    revision: str | None,
-    args: Sequence[str],
-    option: HardwareOption | None,
-    max_concurrent: int | None,
-) -> list[str]:
+def planned_args(deployment: Deployment) -> list[str]:
     """The planner's engine flags that the user's args leave unset (none when it cannot plan)."""
     try:
-        fit = fit_for(repository, revision, args, option, max_concurrent)
+        fit = fit_for(deployment)
     except (PullError, OSError) as exc:
-        log.info("no planned flags for %s: %s", repository, exc)
+        log.info("no planned flags for %s: %s", deployment.repository, exc)
         return []
     if fit is None or not fit.fits:
         return []
@@ -190,6 +229,6 @@ def planned_args(
     planned: list[str] = []
     for i in range(0, len(flags) - 1, 2):
         flag, value = flags[i], flags[i + 1]
-        if flag in PLANNED_FLAGS and _value(args, flag) is None:
+        if flag in PLANNED_FLAGS and _value(deployment.args, flag) is None:
             planned += [flag, value]
     return planned

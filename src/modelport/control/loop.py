@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from modelport.control.fit import hardware_option, planned_args
+from modelport.control.fit import Deployment, planned_args
 from modelport.control.reconcile import (
     STOPPING,
     Action,
@@ -272,7 +272,7 @@ class ControlLoop:
             revision = await asyncio.to_thread(
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
-            planned = await asyncio.to_thread(_planned_args, endpoint, revision)
+            planned = await asyncio.to_thread(planned_args, Deployment.of_records(endpoint, revision))
             handle = await self.runtime.start(builtin_launch(replica.id, endpoint.name, revision, planned))
             launched = dataclasses.replace(replica, handle=handle.to_json())
         except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
@@ -357,12 +357,3 @@ class ControlLoop:
             except NotFound:
                 return None
         return self._revisions[key]
-
-
-def _planned_args(endpoint: EndpointRecord, revision: ModelRevision) -> list[str]:
-    """The planner's engine sizing for this endpoint's hardware, under the user's own args."""
-    traffic = endpoint.traffic or {}
-    option = hardware_option(endpoint.accelerator, endpoint.instance_type, endpoint.instance_size)
-    return planned_args(
-        revision.repository, revision.revision, revision.args, option, traffic.get("maxConcurrent")
-    )

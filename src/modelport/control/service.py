@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelport.control.fit import admission_problem, hardware_option
+from modelport.control.fit import Deployment, admission_problem
 from modelport.control.reconcile import status_changes, target_replicas
 from modelport.control.resources import (
     fields_from_spec,
@@ -58,14 +58,7 @@ def validation_error(exc: ValidationError) -> ControlError:
 
 def _check_fit(spec: EndpointSpec) -> None:
     """Refuse, before anything is stored, a model that cannot run on the endpoint's hardware."""
-    compute = spec.compute
-    problem = admission_problem(
-        spec.model.repository,
-        spec.model.revision,
-        spec.model.args,
-        hardware_option(compute.accelerator, compute.instance_type, compute.instance_size),
-        spec.traffic.max_concurrent if spec.traffic else None,
-    )
+    problem = admission_problem(Deployment.of_spec(spec))
     if problem:
         raise ControlError(422, "validation", problem, "model.repository")
 

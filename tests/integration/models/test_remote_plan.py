@@ -25,25 +25,14 @@ from modelport.models.pull import pull
 from modelport.models.remote_headers import fetch_plan_folder
 from modelport.models.sources import parse_source
 from tests.hub_standin import HubStandin
-from tests.model_headers import llama_tensors, write_gguf, write_hub_folder
+from tests.model_headers import SMALL_LLAMA, llama_tensors, write_gguf, write_hub_folder
 from tests.s3_server import CREDENTIALS, s3_server, upload_folder
 from tests.server_process import free_port
 from tests.unit.models.public_models import MODELS
 
 LLAMA_70B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.1-70B")
 DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens here
-SMALL = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
-    "max_position_embeddings": 4096,
-    "torch_dtype": "bfloat16",
-}
+SMALL = SMALL_LLAMA
 
 
 @pytest.fixture(scope="module")

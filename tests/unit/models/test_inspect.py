@@ -16,20 +16,13 @@ from modelport.models.inspect import (
     ModelInspectError,
     inspect_model,
 )
-from tests.model_headers import llama_tensors, write_header_only, write_hub_folder
+from tests.model_headers import SMALL_LLAMA, llama_tensors, write_header_only, write_hub_folder
 from tests.unit.models.public_models import MODELS
 
 LLAMA_1B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.2-1B")
 LLAMA_8B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.1-8B")
 SMALL: dict[str, Any] = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
+    **SMALL_LLAMA,
     "max_position_embeddings": 512,
     "tie_word_embeddings": False,
     "torch_dtype": "float32",

@@ -14,20 +14,9 @@ from modelport.models.inspect import SOURCE_CONFIG, SOURCE_GGUF, inspect_model
 from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write, take_range
 from modelport.models.remote_headers import GGUF_FIRST_READ, SAFETENSORS_FIRST_READ, fetch_plan_folder
 from modelport.models.sources import ModelSource, parse_source
-from tests.model_headers import llama_tensors, write_gguf, write_header_only, write_hub_folder
+from tests.model_headers import SMALL_LLAMA, llama_tensors, write_gguf, write_header_only, write_hub_folder
 
-SMALL = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
-    "max_position_embeddings": 4096,
-    "torch_dtype": "bfloat16",
-}
+SMALL = SMALL_LLAMA
 
 
 class FolderRemote:
