@@ -148,3 +148,46 @@ def test_gated_repositories_need_hf_token_and_a_bad_revision_is_named(
         assert allowed.returncode == 0, allowed.stderr
         assert json.loads(allowed.stdout)["revision"] == hub.commit("acme/gated")
         assert "hf_modelport_test" not in allowed.stderr + allowed.stdout
+
+
+def test_replicas_pull_what_is_not_cached_with_the_endpoint_env_and_secrets(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """The control plane holds no Hub token and points S3 at a dead port: each endpoint brings its
+    own (secrets.HF_TOKEN; env.MODELPORT_S3_ENDPOINT_URL), and its first replica pulls with them."""
+    cache = tmp_path / "cache"
+    token = "hf_endpoint_secret_1234"
+    with HubStandin({"acme/gated": tiny_model}, token=token) as hub, s3_server() as s3_url:
+        upload_folder(s3_url, tiny_model, "private", "m")
+        plane_env = {
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": hub.url,
+            "MODELPORT_MODEL_CACHE": str(cache),
+            "MODELPORT_S3_ENDPOINT_URL": DEAD,
+        }
+        with ControlPlaneProcess(tmp_path / "data", None, "--no-demo", env=plane_env) as cp:
+            client = Client(cp.url, token=cp.token)
+            small_kv = ["--kv-cache-memory", "8MiB"]
+            # first without the token (nothing cached yet): its replica cannot pull, the endpoint fails
+            client.create_endpoint("no-token", model="acme/gated", engine_args=small_kv)
+            deadline = time.monotonic() + 120
+            while client.get_endpoint("no-token").state != "failed":
+                assert time.monotonic() < deadline, client.get_endpoint("no-token").message
+                time.sleep(0.5)
+            failure = client.get_endpoint("no-token").message
+            assert "is gated" in failure and "HF_TOKEN" in failure
+            client.create_endpoint(
+                "gated", model="acme/gated", secrets={"HF_TOKEN": token}, engine_args=small_kv
+            )
+            client.create_endpoint(
+                "bucket",
+                model="s3://private/m",
+                env={"MODELPORT_S3_ENDPOINT_URL": s3_url},
+                engine_args=small_kv,
+            )
+            for name in ("gated", "bucket"):
+                wait_running(client, name)
+            logs = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "data").rglob("*.log"))
+            assert token not in logs
+    listed = json.loads(modelport({"MODELPORT_MODEL_CACHE": str(cache)}, "models", "list", "--json").stdout)
+    assert {m["source"] for m in listed} == {"acme/gated", "s3://private/m"}

@@ -84,6 +84,7 @@ def error_table(result: BenchResult, limit: int = 5) -> Table | None:
 _COLD_START_ROWS = (
     ("spawned_s", "replica process created"),
     ("interpreter", "Python and CLI up"),
+    ("fetch", "model files found (or pulled)"),
     ("imports", "torch + model code imported"),
     ("weights", "weights loaded"),
     ("kv_cache", "KV pool allocated"),

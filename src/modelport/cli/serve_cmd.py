@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from modelport import envs
+from modelport.cli import logs
 
 
 def serve(
@@ -62,14 +62,16 @@ def serve(
     from modelport.engine import startup
 
     startup.mark("interpreter")
+    logs.configure(log_level)
+    # before torch is imported: a source that cannot be had fails in a second, not after the imports
+    model_path, source_name = _local_model(model, revision, allow_pickle, trust_remote_code)
+    startup.mark("fetch")
     import uvicorn
 
     from modelport.engine.loader import ModelLoadError
     from modelport.server.app import create_app
     from modelport.server.builder import ServeOptions, build_state
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model_path, source_name = _local_model(model, revision, allow_pickle, trust_remote_code)
     opts = ServeOptions(
         model=model_path,
         served_model_name=served_model_name or source_name,

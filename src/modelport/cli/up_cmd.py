@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelport import envs
+from modelport.cli import logs
 
 
 def up(
@@ -54,7 +55,7 @@ def up(
     from modelport.models.demo import ensure_demo_model
     from modelport.store.repository import StoreBusy
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level)
     for chatty in ("httpx", "alembic"):  # a health probe every 0.5 s per replica is not news
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     data = envs.data_dir()

@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelport import envs
@@ -28,7 +28,7 @@ from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
 from modelport.models.hardware import HardwareOption, UnknownHardwareError, find_option, local_cpu_option
 from modelport.models.inspect import ModelInfo, ModelInspectError, inspect_model
 from modelport.models.planner import OptionFit, PlanRequest, check_fit
-from modelport.models.pull import default_ref
+from modelport.models.pull import default_ref, remote_for
 from modelport.models.remote import PullError
 from modelport.models.remote_headers import fetch_plan_folder
 from modelport.models.sources import ModelSource, SourceError, parse_source
@@ -64,6 +64,8 @@ class Deployment:
     args: tuple[str, ...]
     option: HardwareOption | None
     max_concurrent: int | None
+    # the endpoint's env and secrets: HF_TOKEN, S3 keys and endpoint URL reach the source with them
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of_spec(cls, spec: EndpointSpec) -> Deployment:
@@ -74,6 +76,7 @@ class Deployment:
             tuple(spec.model.args),
             hardware_option(compute.accelerator, compute.instance_type, compute.instance_size),
             spec.traffic.max_concurrent if spec.traffic else None,
+            {**spec.model.env, **spec.model.secrets},
         )
 
     @classmethod
@@ -84,6 +87,7 @@ class Deployment:
             tuple(revision.args),
             hardware_option(endpoint.accelerator, endpoint.instance_type, endpoint.instance_size),
             (endpoint.traffic or {}).get("maxConcurrent"),
+            {**revision.env, **revision.secrets},
         )
 
 
@@ -134,14 +138,16 @@ def _inspect(path: Path) -> ModelInfo | None:
         return None
 
 
-def _remote_model(source: ModelSource, key: tuple[str, str | None]) -> ModelInfo | None:
+def _remote_model(
+    source: ModelSource, key: tuple[str, str | None], env: Mapping[str, str]
+) -> ModelInfo | None:
     with _remote_lock:
         if key in _remote_info:
             return _remote_info[key]
 
     def fetch() -> ModelInfo | None:
         with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
-            return _inspect(fetch_plan_folder(source, Path(tmp)))
+            return _inspect(fetch_plan_folder(source, Path(tmp), remote_for(source, env)))
 
     try:
         info = _fetcher.submit(fetch).result(timeout=REMOTE_TIMEOUT_S)
@@ -157,7 +163,9 @@ def _remote_model(source: ModelSource, key: tuple[str, str | None]) -> ModelInfo
     return info
 
 
-def model_info(repository: str, revision: str | None, cache: ModelCache) -> ModelInfo | None:
+def model_info(
+    repository: str, revision: str | None, cache: ModelCache, env: Mapping[str, str] | None = None
+) -> ModelInfo | None:
     """What the planner needs, from the cache or folder if the files are here, else from the source."""
     path = local_path(repository, revision, cache)
     if path is not None:
@@ -166,7 +174,7 @@ def model_info(repository: str, revision: str | None, cache: ModelCache) -> Mode
         source = parse_source(repository, revision)
     except SourceError:
         return None
-    return _remote_model(source, (repository, revision))
+    return _remote_model(source, (repository, revision), env or {})
 
 
 def fit_for(deployment: Deployment, cache: ModelCache | None = None) -> OptionFit | None:
@@ -174,7 +182,7 @@ def fit_for(deployment: Deployment, cache: ModelCache | None = None) -> OptionFi
     if deployment.option is None:
         return None
     cache = cache or ModelCache(envs.model_cache_dir())
-    info = model_info(deployment.repository, deployment.revision, cache)
+    info = model_info(deployment.repository, deployment.revision, cache, deployment.env)
     if info is None:
         return None
     return _fit_longest_context(info, deployment.option, _request(deployment.args, deployment.max_concurrent))

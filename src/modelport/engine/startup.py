@@ -3,7 +3,8 @@
 Marked by the serve command, the loader and the engine; served on /metrics as
 `modelport:startup_phase_seconds{phase=...}` so `modelport bench cold-start` (and anyone with
 Prometheus) can see where a cold start goes. Phases, in order: `interpreter` (Python and the
-CLI are up), `imports` (torch and the model code), `weights` (weights read and on the device),
+CLI are up), `fetch` (the model's files found in the weight cache, or pulled into it when
+missing), `imports` (torch and the model code), `weights` (weights read and on the device),
 `kv_cache` (the KV pool allocated), `warmup` (a first forward pass ran), `app` (the HTTP app is
 built; the server listens a few milliseconds later).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import psutil
 from prometheus_client import CollectorRegistry, Gauge
 
-PHASES = ("interpreter", "imports", "weights", "kv_cache", "warmup", "app")
+PHASES = ("interpreter", "fetch", "imports", "weights", "kv_cache", "warmup", "app")
 
 _marked: set[str] = set()
 

@@ -9,11 +9,13 @@ its own format, then stores it by sha256. Files already in the cache are not fet
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelport import envs
 from modelport.models.cache import CachedFile, Manifest, ModelCache, format_problems
 from modelport.models.formats import GGUF_SUFFIX, is_pickle, pickle_refusal, weight_formats
 from modelport.models.remote import PullError, RangedRemote, Remote, RemoteFile, RemoteListing
@@ -23,6 +25,8 @@ from modelport.models.sources import ModelSource, parse_source
 # templates. Everything else in a repository (READMEs, images, ONNX/TF/Flax exports) is skipped.
 SUPPORT_SUFFIXES = (".json", ".model", ".tiktoken", ".txt", ".jinja")
 HUB_DEFAULT_REF = "main"
+# Left free on the cache's disk after a pull, for logs, the store and the system.
+DISK_RESERVE_BYTES = 2**30
 S3_DEFAULT_REF = "latest"
 
 
@@ -163,15 +167,30 @@ def check_s3_version(source: ModelSource, listing: RemoteListing) -> None:
         )
 
 
-def remote_for(source: ModelSource) -> RangedRemote:
+def _check_space(cache: ModelCache, files: list[RemoteFile], where: str) -> None:
+    """Refuse before downloading what the disk cannot hold (a full disk mid-pull helps no one)."""
+    needed = sum(f.size for f in files if not (f.sha256 and cache.has_blob(f.sha256, f.size)))
+    cache.root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache.root).free - DISK_RESERVE_BYTES
+    if needed > free:
+        raise PullError(
+            f"{where} needs {needed / 1e9:.1f} GB in {cache.root} but {max(free, 0) / 1e9:.1f} GB is free "
+            f"(keeping {DISK_RESERVE_BYTES / 2**30:.0f} GiB spare): free some (`modelport models rm`) or set "
+            f"{envs.MODEL_CACHE.name} to a larger disk"
+        )
+
+
+def remote_for(source: ModelSource, secrets: Mapping[str, str] | None = None) -> RangedRemote:
+    """The remote for a source; `secrets` (an endpoint's) may carry HF_TOKEN, S3 keys and endpoint."""
+    secrets = secrets or {}
     if source.kind == "hub":
         from modelport.models.hub import HubRemote
 
-        return HubRemote()
+        return HubRemote(token=secrets.get("HF_TOKEN"))
     if source.kind == "s3":
         from modelport.models.s3 import S3Remote
 
-        return S3Remote()
+        return S3Remote(endpoint_url=secrets.get(envs.S3_ENDPOINT_URL.name), credentials=secrets)
     raise PullError(f"{source.display()} is a local path: nothing to pull")
 
 
@@ -208,6 +227,7 @@ def pull(
             if not listed:
                 raise PullError(f"{source.location} has no file {source.filename} at {listing.revision[:12]}")
         chosen = select_files(listed, source.is_single_file, allow_pickle, trust_remote_code, where)
+        _check_space(cache, chosen, where)
         progress.start(len(chosen), sum(f.size for f in chosen))
         entries, downloaded, reused = [], 0, 0
         known = _known_digests(cache, source.key)

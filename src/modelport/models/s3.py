@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from modelport import envs
@@ -27,8 +28,10 @@ def content_version(files: tuple[RemoteFile, ...], etags: dict[str, str]) -> str
 
 
 class S3Remote:
-    def __init__(self, endpoint_url: str | None = None) -> None:
+    def __init__(self, endpoint_url: str | None = None, credentials: Mapping[str, str] | None = None) -> None:
         self.endpoint_url = endpoint_url or envs.S3_ENDPOINT_URL.get() or None
+        # explicit keys (an endpoint's secrets); None: boto3's own chain (environment, profiles)
+        self.credentials = dict(credentials or {})
         self._made: Any = None
         self._lock = threading.Lock()
 
@@ -43,7 +46,17 @@ class S3Remote:
                 config = Config(
                     retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60
                 )
-                self._made = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+                keys = {
+                    "aws_access_key_id": self.credentials.get("AWS_ACCESS_KEY_ID"),
+                    "aws_secret_access_key": self.credentials.get("AWS_SECRET_ACCESS_KEY"),
+                    "aws_session_token": self.credentials.get("AWS_SESSION_TOKEN"),
+                }
+                self._made = boto3.client(
+                    "s3",
+                    endpoint_url=self.endpoint_url,
+                    config=config,
+                    **{k: v for k, v in keys.items() if v},
+                )
             return self._made
 
     def _where(self, source: ModelSource) -> str:

@@ -198,3 +198,19 @@ def test_one_gguf_file_of_a_repository(tmp_path: Path) -> None:
     remote.files["bad.gguf"] = b"not gguf at all, no magic"
     with pytest.raises(PullError, match="not a GGUF file"):
         pull(parse_source("acme/chat-GGUF/bad.gguf"), cache, remote=remote)
+
+
+def test_a_pull_the_disk_cannot_hold_is_refused_before_downloading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    total, free = 10 * 2**30, 2**30 + 100  # 100 bytes beyond the reserve
+    monkeypatch.setattr(
+        "modelport.models.pull.shutil.disk_usage",
+        lambda path: shutil._ntuple_diskusage(total, total - free, free),
+    )
+    remote = MemoryRemote(MODEL)
+    with pytest.raises(PullError, match=r"needs 0\.0 GB .* but 0\.0 GB is free .*MODELPORT_MODEL_CACHE"):
+        pull(SOURCE, ModelCache(tmp_path), remote=remote)
+    assert remote.downloads == []
