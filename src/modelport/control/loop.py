@@ -38,7 +38,7 @@ from modelport.control.reconcile import (
 )
 from modelport.gateway.access import parse_networks
 from modelport.gateway.routing import ALL_APIS, EndpointView, Route, RoutingTable
-from modelport.launchers.builtin import builtin_launch, served_apis
+from modelport.launchers.engines import engine_apis, launch_spec
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
 from modelport.spec.traffic import Traffic
@@ -273,7 +273,7 @@ class ControlLoop:
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
             planned = await asyncio.to_thread(planned_args, Deployment.of_records(endpoint, revision))
-            handle = await self.runtime.start(builtin_launch(replica.id, endpoint.name, revision, planned))
+            handle = await self.runtime.start(launch_spec(replica.id, endpoint.name, revision, planned))
             launched = dataclasses.replace(replica, handle=handle.to_json())
         except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
             launched = dataclasses.replace(
@@ -342,7 +342,7 @@ class ControlLoop:
                     for r in serving
                 ),
                 task=revision.task if revision else None,
-                apis=served_apis(revision) if revision else ALL_APIS,
+                apis=engine_apis(revision) if revision else ALL_APIS,
                 traffic=traffic,
                 networks=parse_networks(traffic.allow_networks),
             )

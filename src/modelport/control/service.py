@@ -25,7 +25,7 @@ from modelport.control.resources import (
     revision_from_spec,
     spec_from_records,
 )
-from modelport.spec.endpoint import EndpointSpec, EndpointState, Intent, merge_update
+from modelport.spec.endpoint import EndpointSpec, EndpointState, ImageKind, Intent, merge_update
 from modelport.store.records import EndpointRecord, ScalingEvent
 from modelport.store.repository import AlreadyExists, NotFound, Store
 
@@ -58,6 +58,8 @@ def validation_error(exc: ValidationError) -> ControlError:
 
 def _check_fit(spec: EndpointSpec) -> None:
     """Refuse, before anything is stored, a model that cannot run on the endpoint's hardware."""
+    if spec.model.image.kind != ImageKind.HUGGINGFACE:
+        return  # the planner sizes modelport's own engine; a custom server manages its own memory
     problem = admission_problem(Deployment.of_spec(spec))
     if problem:
         raise ControlError(422, "validation", problem, "model.repository")

@@ -87,11 +87,14 @@ def create_payload(
     secrets: dict[str, str] | None = None,
     tags: list[str] | None = None,
     traffic: dict[str, Any] | None = None,
+    image: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`image`: the engine, {"huggingface": {}} (modelport's own, the default) or e.g.
+    {"custom": {"command": ["python", "app.py", "--port", "{port}"], "healthRoute": "/health"}}."""
     model_part: dict[str, Any] = {
         "repository": _absolute(model),
         "revision": revision,
-        "image": {"huggingface": {}},
+        "image": image or {"huggingface": {}},
         "env": env or {},
         "secrets": secrets or {},
         "args": engine_args or [],

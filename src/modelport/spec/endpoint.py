@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 
 from modelport.models.sources import SourceError, parse_source
+from modelport.spec.custom_image import check_custom_image
 from modelport.spec.names import NAME_PATTERN
 from modelport.spec.traffic import Traffic
 
@@ -72,7 +73,7 @@ class ImageKind(StrEnum):
 
 # The kinds this installation can run today; the others are accepted by name and refused with a
 # message that says what to use instead.
-RUNNABLE_IMAGES = frozenset({ImageKind.HUGGINGFACE})
+RUNNABLE_IMAGES = frozenset({ImageKind.HUGGINGFACE, ImageKind.CUSTOM})
 
 
 class _Wire(BaseModel):
@@ -160,10 +161,12 @@ class ModelSpec(_Wire):
         if kind not in RUNNABLE_IMAGES:
             raise ValueError(
                 f"image {variant!r} cannot run on this installation yet; use "
-                '{"huggingface": {}} (modelport\'s builtin engine)'
+                '{"huggingface": {}} (modelport\'s builtin engine) or {"custom": {"command": [...]}}'
             )
         if not isinstance(config, dict):
             raise ValueError(f"image.{variant} must be an object")
+        if kind == ImageKind.CUSTOM:
+            config = check_custom_image(config)
         return Image(kind=kind, config=config)
 
     @field_validator("env", "secrets")

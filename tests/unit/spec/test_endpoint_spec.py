@@ -60,6 +60,13 @@ def test_huggingface_hub_payload_is_accepted(model_dir: Path) -> None:
         ({"model": {"repository": "/models/m.Q4_K_M.gguf"}}, "model.repository", "GGUF file"),
         ({"model": {"image": {"vllm": {}}}}, "model.image", "cannot run on this installation"),
         ({"model": {"image": {"nope": {}}}}, "model.image", "unknown image variant"),
+        ({"model": {"image": {"custom": {"url": "ghcr.io/a/b:1"}}}}, "model.image", "runs no containers"),
+        ({"model": {"image": {"custom": {"command": ["python", "app.py"]}}}}, "model.image", "{port}"),
+        (
+            {"model": {"image": {"custom": {"command": ["x", "{port}"], "apis": ["grpc"]}}}},
+            "model.image",
+            "apis",
+        ),
         ({"model": {"args": ["--port", "1"]}}, "model.args", "set by modelport"),
         ({"model": {"env": {"1BAD": "x"}}}, "model.env", "not a valid environment variable"),
         ({"type": "secret"}, "type", "public"),
