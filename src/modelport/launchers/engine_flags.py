@@ -94,3 +94,13 @@ def socket_path(folder: Path, name: str, suffix_room: int = 0) -> str:
     if len(path.encode()) + suffix_room > _SOCKET_PATH_MAX:
         raise ValueError(f"socket path {path} is too long for a unix socket; use a shorter data directory")
     return path
+
+
+def kv_dtype_flags(plan: Mapping[str, str], names: Mapping[str, str], engine: str) -> list[str]:
+    """The planner's --kv-cache-dtype in an engine's own names ([] for auto); refuses what it lacks."""
+    kv_dtype = plan.get("--kv-cache-dtype", "auto")
+    if kv_dtype == "auto":
+        return []
+    if kv_dtype not in names:
+        raise ValueError(f"{engine} has no {kv_dtype} KV cache")
+    return ["--kv-cache-dtype", names[kv_dtype]]

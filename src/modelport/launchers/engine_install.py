@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelport import envs
+from modelport.store.records import ModelRevision
 
 # Engines started as a program rather than as `python -m <module>`.
 EXECUTABLES = {"tgi": "text-generation-launcher", "tei": "text-embeddings-router"}
@@ -81,6 +83,19 @@ def engine_path(engine: EngineInstall, inherited_path: str | None = None) -> str
     if inherited_path is None:
         inherited_path = envs.process_environment().get("PATH", os.defpath)
     return os.pathsep.join(p for p in (engine.bin_dir(), inherited_path) if p)
+
+
+def engine_env(
+    engine: EngineInstall,
+    revision: ModelRevision,
+    inherited_path: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A replica's environment: the engine's PATH, the Hub offline (weights come from modelport's
+    cache), the engine's own `settings`, then the endpoint's env and secrets (secrets reach the
+    engine as environment variables, never argv, which `ps` shows to everyone)."""
+    base = {"PATH": engine_path(engine, inherited_path), "HF_HUB_OFFLINE": "1", **(settings or {})}
+    return {**base, **revision.env, **revision.secrets}
 
 
 def _install(kind: str, path: Path, entry: str, version: str | None) -> EngineInstall:

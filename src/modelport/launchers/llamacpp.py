@@ -31,7 +31,7 @@ import os
 from collections.abc import Sequence
 
 from modelport.launchers.engine_flags import check_owned, flag_values, merge
-from modelport.launchers.engine_install import EngineInstall, engine_path
+from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
@@ -78,11 +78,9 @@ def llamacpp_launch(
         served_name,
         *merge(ours, revision.args),
     ]
-    env = {"PATH": engine_path(engine, inherited_path), "HF_HUB_OFFLINE": "1"}
-    # after the user's env: a HOST there would otherwise win over --host
-    return LaunchSpec(
-        replica_id, command, {**env, **revision.env, **revision.secrets, "HOST": "127.0.0.1"}, HEALTH_PATH
-    )
+    # HOST after the user's env: one there would otherwise win over --host
+    env = {**engine_env(engine, revision, inherited_path), "HOST": "127.0.0.1"}
+    return LaunchSpec(replica_id, command, env, HEALTH_PATH)
 
 
 def llamacpp_apis(revision: ModelRevision) -> frozenset[str]:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelport.launchers.engine_flags import check_owned, flag_values, merge
-from modelport.launchers.engine_install import EngineInstall, engine_path
+from modelport.launchers.engine_flags import check_owned, flag_values, kv_dtype_flags, merge
+from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
@@ -81,8 +81,7 @@ def sglang_launch(
         served_name,
         *merge([*sglang_flags(plan_flags), "--enable-metrics"], revision.args, ALIASES),
     ]
-    env = {"PATH": engine_path(engine, inherited_path), "HF_HUB_OFFLINE": "1"}
-    return LaunchSpec(replica_id, command, {**env, **revision.env, **revision.secrets}, HEALTH_PATH)
+    return LaunchSpec(replica_id, command, engine_env(engine, revision, inherited_path), HEALTH_PATH)
 
 
 def sglang_apis(revision: ModelRevision) -> frozenset[str]:
@@ -101,9 +100,5 @@ def sglang_flags(plan_flags: Sequence[str]) -> list[str]:
         if quantization not in QUANTIZATION:
             raise ValueError(f"SGLang has no {quantization} quantization")
         flags += ["--quantization", quantization]
-    kv_dtype = plan.get("--kv-cache-dtype", "auto")
-    if kv_dtype != "auto":
-        if kv_dtype not in KV_CACHE_DTYPES:
-            raise ValueError(f"SGLang has no {kv_dtype} KV cache")
-        flags += ["--kv-cache-dtype", KV_CACHE_DTYPES[kv_dtype]]
+    flags += kv_dtype_flags(plan, KV_CACHE_DTYPES, "SGLang")
     return flags

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.launchers.engine_flags import check_owned, flag_values, merge, socket_path
-from modelport.launchers.engine_install import EngineInstall, engine_path
+from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
@@ -66,8 +66,7 @@ def tei_launch(
         served_name,
         *merge(ours, revision.args),
     ]
-    env = {"PATH": engine_path(engine, inherited_path), "HF_HUB_OFFLINE": "1"}
-    return LaunchSpec(replica_id, command, {**env, **revision.env, **revision.secrets}, HEALTH_PATH)
+    return LaunchSpec(replica_id, command, engine_env(engine, revision, inherited_path), HEALTH_PATH)
 
 
 def tei_apis(revision: ModelRevision) -> frozenset[str]:

@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelport.launchers.engine_flags import check_owned, flag_values, merge, socket_path
-from modelport.launchers.engine_install import EngineInstall, engine_path
+from modelport.launchers.engine_flags import check_owned, flag_values, kv_dtype_flags, merge, socket_path
+from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
@@ -78,8 +78,7 @@ def tgi_launch(
         "{port}",
         *merge(ours, revision.args, linked=LINKED),
     ]
-    env = {"PATH": engine_path(engine, inherited_path), "HF_HUB_OFFLINE": "1"}
-    return LaunchSpec(replica_id, command, {**env, **revision.env, **revision.secrets}, HEALTH_PATH)
+    return LaunchSpec(replica_id, command, engine_env(engine, revision, inherited_path), HEALTH_PATH)
 
 
 def tgi_apis(revision: ModelRevision) -> frozenset[str]:
@@ -101,11 +100,7 @@ def tgi_flags(plan_flags: Sequence[str]) -> list[str]:
         if quantize not in QUANTIZE:
             raise ValueError(f"TGI has no {quantize} quantization; it knows {', '.join(sorted(QUANTIZE))}")
         flags += ["--quantize", quantize]
-    kv_dtype = plan.get("--kv-cache-dtype", "auto")
-    if kv_dtype != "auto":
-        if kv_dtype not in KV_CACHE_DTYPES:
-            raise ValueError(f"TGI has no {kv_dtype} KV cache")
-        flags += ["--kv-cache-dtype", KV_CACHE_DTYPES[kv_dtype]]
+    flags += kv_dtype_flags(plan, KV_CACHE_DTYPES, "TGI")
     dtype = plan.get("--dtype")
     if dtype in ("float16", "bfloat16") and quantize is None:
         flags += ["--dtype", dtype]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.launchers.engine_flags import check_owned, flag_name, merge
-from modelport.launchers.engine_install import EngineInstall, engine_path
+from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
@@ -79,19 +79,15 @@ def vllm_launch(
         served_name,
         *merge(ours, revision.args, ALIASES),
     ]
-    env = {
-        "PATH": engine_path(engine, inherited_path),
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_CACHE_ROOT": str(replica_dir / "vllm-cache"),
-        "VLLM_NO_USAGE_STATS": "1",
-    }
+    settings = {"VLLM_CACHE_ROOT": str(replica_dir / "vllm-cache"), "VLLM_NO_USAGE_STATS": "1"}
     if sleep_mode(config):
-        env["VLLM_SERVER_DEV_MODE"] = "1"
+        settings["VLLM_SERVER_DEV_MODE"] = "1"
     user_flags = {flag_name(a, ALIASES) for a in revision.args}
     if cpu_kv_cache_bytes is not None and "--kv-cache-memory-bytes" not in user_flags:
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, -(-cpu_kv_cache_bytes // GIB)))
-    # secrets reach the engine as environment variables (never argv, which `ps` shows to everyone)
-    return LaunchSpec(replica_id, command, {**env, **revision.env, **revision.secrets}, HEALTH_PATH)
+        settings["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, -(-cpu_kv_cache_bytes // GIB)))
+    return LaunchSpec(
+        replica_id, command, engine_env(engine, revision, inherited_path, settings), HEALTH_PATH
+    )
 
 
 def vllm_apis(revision: ModelRevision) -> frozenset[str]:
