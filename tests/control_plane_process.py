@@ -132,7 +132,21 @@ def replica_processes(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def engine_processes(data_dir: Path) -> list[psutil.Process]:
+    """Every process of any engine's replicas (children too) of a control plane using this data dir:
+    the control plane gives each replica MODELPORT_REPLICA_ID, and children inherit it."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if env.get("MODELPORT_REPLICA_ID") and env.get("MODELPORT_DATA_DIR") == str(data_dir):
+            found.append(proc)
+    return found
+
+
 def kill_replicas(data_dir: Path) -> None:
-    for proc in replica_processes(data_dir):
+    for proc in [*replica_processes(data_dir), *engine_processes(data_dir)]:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()

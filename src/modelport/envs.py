@@ -74,6 +74,13 @@ S3_ENDPOINT_URL = EnvVar(
     "default: boto3's own (AWS_ENDPOINT_URL, else AWS).",
 )
 
+ENGINES_DIR = EnvVar(
+    "MODELPORT_ENGINES_DIR",
+    "",
+    "Where `modelport engines install` puts external engines (vLLM, llama.cpp), one virtual "
+    "environment per engine and version; default: <data dir>/engines.",
+)
+
 HARDWARE_PRICES = EnvVar(
     "MODELPORT_HARDWARE_PRICES",
     "",
@@ -91,6 +98,7 @@ ALL: tuple[EnvVar, ...] = (
     DATABASE_URL,
     REPLICA_ID,
     HARDWARE_PRICES,
+    ENGINES_DIR,
     MODEL_CACHE,
     S3_ENDPOINT_URL,
 )
@@ -110,6 +118,10 @@ def data_dir() -> Path:
 
 def model_cache_dir() -> Path:
     return Path(MODEL_CACHE.get()).expanduser() if MODEL_CACHE.get() else data_dir() / "models"
+
+
+def engines_dir() -> Path:
+    return Path(ENGINES_DIR.get()).expanduser() if ENGINES_DIR.get() else data_dir() / "engines"
 
 
 def torch_threads() -> int:

@@ -8,6 +8,7 @@ from modelport import envs
 from modelport.cli.bench_cmd import bench_app
 from modelport.cli.demo_cmd import demo_app
 from modelport.cli.endpoints_cmd import endpoints_app
+from modelport.cli.engines_cmd import engines_app
 from modelport.cli.keys_cmd import keys_app
 from modelport.cli.models_cmd import models_app
 from modelport.cli.plan_cmd import plan_command
@@ -26,6 +27,7 @@ app.command("plan")(plan_command)
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")
 app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(engines_app, name="engines")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 

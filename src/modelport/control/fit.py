@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelport import envs
+from modelport.launchers.engine_flags import flag_values
+from modelport.launchers.engines import EnginePlan
 from modelport.models.cache import ModelCache
 from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
 from modelport.models.hardware import HardwareOption, UnknownHardwareError, find_option, local_cpu_option
@@ -225,18 +227,29 @@ def admission_problem(deployment: Deployment, cache: ModelCache | None = None) -
 
 
 def planned_args(deployment: Deployment) -> list[str]:
-    """The planner's engine flags that the user's args leave unset (none when it cannot plan)."""
+    """The planner's builtin engine flags that the user's args leave unset (none when it cannot plan)."""
+    return engine_plan(deployment).builtin_args
+
+
+def engine_plan(deployment: Deployment) -> EnginePlan:
+    """The planner's sizing for a replica of any engine (nothing when it cannot plan)."""
     try:
         fit = fit_for(deployment)
     except (PullError, OSError) as exc:
         log.info("no planned flags for %s: %s", deployment.repository, exc)
-        return []
+        return EnginePlan()
     if fit is None or not fit.fits:
-        return []
+        return EnginePlan()
     flags = fit.builtin_flags
     planned: list[str] = []
     for i in range(0, len(flags) - 1, 2):
         flag, value = flags[i], flags[i + 1]
         if flag in PLANNED_FLAGS and _value(deployment.args, flag) is None:
             planned += [flag, value]
-    return planned
+    if not fit.option.is_cpu:
+        return EnginePlan(planned, list(fit.vllm_flags))
+    # on the CPU an engine gets the builtin engine's context and the KV bytes the concurrency needs
+    values = flag_values(flags)
+    kv = values.get("--kv-cache-memory", "").removesuffix("B")
+    context = ["--max-model-len", values["--max-model-len"]] if "--max-model-len" in values else []
+    return EnginePlan(planned, context, int(kv) if kv.isdigit() else None)

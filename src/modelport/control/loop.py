@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from modelport.control.fit import Deployment, planned_args
+from modelport import envs
+from modelport.control.fit import Deployment, engine_plan
 from modelport.control.reconcile import (
     STOPPING,
     Action,
@@ -36,9 +37,11 @@ from modelport.control.reconcile import (
     status_changes,
     target_replicas,
 )
+from modelport.control.sleeping import Sleeper
 from modelport.gateway.access import parse_networks
 from modelport.gateway.routing import ALL_APIS, EndpointView, Route, RoutingTable
-from modelport.launchers.engines import engine_apis, launch_spec
+from modelport.launchers.engines import NAMED_ENGINES, Places, engine_apis, launch_spec
+from modelport.launchers.sleep_mode import is_sleeping, put_to_sleep, sleeps, wake_up
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
 from modelport.spec.traffic import Traffic
@@ -81,6 +84,7 @@ class ControlLoop:
         self._revisions: dict[tuple[int, int], ModelRevision] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._starting = False  # a replica is starting: tick at the faster poll
+        self.sleeper = Sleeper(put_to_sleep, wake_up, is_sleeping, self.notify)
 
     # -- driving -------------------------------------------------------------------------
     def notify(self) -> None:
@@ -121,6 +125,7 @@ class ControlLoop:
                 self.table.withdraw(replica.id)
                 if replica.id not in self._stops:
                     self._stops[replica.id] = asyncio.create_task(self._stop(replica))
+        await self.sleeper.close()
         pending = [*self._stops.values(), *self._background]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -272,8 +277,9 @@ class ControlLoop:
             revision = await asyncio.to_thread(
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
-            planned = await asyncio.to_thread(planned_args, Deployment.of_records(endpoint, revision))
-            handle = await self.runtime.start(launch_spec(replica.id, endpoint.name, revision, planned))
+            plan = await asyncio.to_thread(engine_plan, Deployment.of_records(endpoint, revision))
+            places = Places(envs.engines_dir(), envs.data_dir() / "engine-cache")
+            handle = await self.runtime.start(launch_spec(replica.id, endpoint.name, revision, plan, places))
             launched = dataclasses.replace(replica, handle=handle.to_json())
         except Exception as exc:  # e.g. the command cannot be executed: a failed start, retried with backoff
             launched = dataclasses.replace(
@@ -327,7 +333,8 @@ class ControlLoop:
             current = [r for r in ready if r.generation == endpoint.generation]
             # the oldest ready replicas serve; up to warmStandby beyond the target wait, loaded
             pool = sorted(current or ready, key=lambda r: (r.ready_at or r.started_at, r.id))
-            serving = pool[: serving_count(len(pool), target_replicas(endpoint), standby_replicas(endpoint))]
+            count = serving_count(len(pool), target_replicas(endpoint), standby_replicas(endpoint))
+            serving = self._awake(pool[:count], pool[count:])
             revision = self._revision(endpoint.id, serving[0].generation if serving else endpoint.generation)
             traffic = Traffic.model_validate(endpoint.traffic or {})
             views[(endpoint.namespace, endpoint.name)] = EndpointView(
@@ -345,8 +352,25 @@ class ControlLoop:
                 apis=engine_apis(revision) if revision else ALL_APIS,
                 traffic=traffic,
                 networks=parse_networks(traffic.allow_networks),
+                model_name=endpoint.name if revision and revision.image_kind in NAMED_ENGINES else None,
             )
         self.table.publish(views)
+        self.sleeper.forget({r.id for r in replicas})
+
+    def _awake(self, serving: list[ReplicaRecord], standby: list[ReplicaRecord]) -> list[ReplicaRecord]:
+        """Standbys of sleep-mode engines sleep; of those that should serve, the awake ones do."""
+
+        def sleep_mode(replica: ReplicaRecord) -> bool:
+            revision = self._revision(replica.endpoint_id, replica.generation)
+            return revision is not None and sleeps(revision)
+
+        def address(replica: ReplicaRecord) -> str:
+            return self.runtime.address(ReplicaHandle.from_json(replica.handle))
+
+        for replica in standby:
+            if sleep_mode(replica):
+                self.sleeper.rest(replica.id, address(replica))
+        return [r for r in serving if not sleep_mode(r) or self.sleeper.routable(r.id, address(r))]
 
     def _revision(self, endpoint_id: int, generation: int) -> ModelRevision | None:
         """A generation's model revision (immutable, so cached for the publish on every tick)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelport import envs
 from modelport.control.fit import Deployment, admission_problem
 from modelport.control.reconcile import status_changes, target_replicas
 from modelport.control.resources import (
@@ -25,6 +26,8 @@ from modelport.control.resources import (
     revision_from_spec,
     spec_from_records,
 )
+from modelport.launchers.engine_install import find_engine
+from modelport.launchers.engines import INSTALLED_ENGINES, missing_engine
 from modelport.spec.endpoint import EndpointSpec, EndpointState, ImageKind, Intent, merge_update
 from modelport.store.records import EndpointRecord, ScalingEvent
 from modelport.store.repository import AlreadyExists, NotFound, Store
@@ -58,11 +61,20 @@ def validation_error(exc: ValidationError) -> ControlError:
 
 def _check_fit(spec: EndpointSpec) -> None:
     """Refuse, before anything is stored, a model that cannot run on the endpoint's hardware."""
-    if spec.model.image.kind != ImageKind.HUGGINGFACE:
-        return  # the planner sizes modelport's own engine; a custom server manages its own memory
-    problem = admission_problem(Deployment.of_spec(spec))
-    if problem:
-        raise ControlError(422, "validation", problem, "model.repository")
+    image = spec.model.image
+    if image.kind in INSTALLED_ENGINES:
+        override = image.config.get("enginePython")
+        engines = envs.engines_dir()
+
+        if find_engine(image.kind.value, engines, override if isinstance(override, str) else None) is None:
+            raise ControlError(
+                422, "validation", missing_engine(image.kind, engines, override), "model.image"
+            )
+    if image.kind not in (ImageKind.HUGGINGFACE, ImageKind.VLLM):
+        return  # the planner sizes transformers engines; llama.cpp and custom servers size themselves
+    unfit = admission_problem(Deployment.of_spec(spec))
+    if unfit:
+        raise ControlError(422, "validation", unfit, "model.repository")
 
 
 def parse_spec(body: Any, *, check_paths: bool) -> EndpointSpec:

@@ -40,25 +40,35 @@ class Call:
         return dialect_for_path(self.path)
 
 
-def prepare(method: str, path: str, query: str, body: bytes) -> Call:
+def prepare(method: str, path: str, query: str, body: bytes, model_name: str | None = None) -> Call:
+    """`model_name`: the one name the engine serves; an OpenAI call's `model` is set to it (the
+    endpoint's URL already names the model, and vLLM or llama.cpp answer any other name 404)."""
     call = Call(method, path, query, body)
-    if method != "POST" or b'"stream"' not in body:
-        call.stream = method == "POST" and path == "/generate_stream"
+    call.stream = method == "POST" and path == "/generate_stream"
+    rename = model_name is not None and path.startswith("/v1/") and b'"model"' in body
+    if method != "POST" or (b'"stream"' not in body and not rename):
         return call
     try:
         data = json.loads(body)
     except ValueError:
+        call.stream = False
         return call  # the engine answers the client's mistake in its own words
-    if not isinstance(data, dict) or data.get("stream") is not True:
-        call.stream = path == "/generate_stream"
+    if not isinstance(data, dict):
         return call
-    call.stream = True
-    options = data.get("stream_options")
-    wants_usage = isinstance(options, dict) and options.get("include_usage")
-    if path in OPENAI_STREAMING_PATHS and (options is None or isinstance(options, dict)) and not wants_usage:
-        data["stream_options"] = {**(options or {}), "include_usage": True}
+    changed = False
+    if rename and isinstance(data.get("model"), str) and data["model"] != model_name:
+        data["model"] = model_name
+        changed = True
+    if data.get("stream") is True:
+        call.stream = True
+        options = data.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage")
+        openai_stream = path in OPENAI_STREAMING_PATHS and (options is None or isinstance(options, dict))
+        if openai_stream and not wants_usage:
+            data["stream_options"] = {**(options or {}), "include_usage": True}
+            call.strip_usage = changed = True
+    if changed:
         call.body = json.dumps(data).encode()
-        call.strip_usage = True
     return call
 
 

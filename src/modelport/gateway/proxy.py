@@ -178,7 +178,7 @@ class Gateway:
             upload_started = self.clock()
             body = await request.body()
             ex.waited_s += self.clock() - upload_started  # the client's upload, not the gateway's work
-            call = prepare(request.method, path, request.url.query, body)
+            call = prepare(request.method, path, request.url.query, body, view.model_name)
             response = await self._serve(view, ex, call, request)
         except APIError as err:
             response = self._refuse(err, ex)

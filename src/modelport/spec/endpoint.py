@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from modelport.models.sources import SourceError, parse_source
 from modelport.spec.custom_image import check_custom_image
+from modelport.spec.engine_image import check_engine_image, check_engine_model
 from modelport.spec.names import NAME_PATTERN
 from modelport.spec.traffic import Traffic
 
@@ -73,7 +74,7 @@ class ImageKind(StrEnum):
 
 # The kinds this installation can run today; the others are accepted by name and refused with a
 # message that says what to use instead.
-RUNNABLE_IMAGES = frozenset({ImageKind.HUGGINGFACE, ImageKind.CUSTOM})
+RUNNABLE_IMAGES = frozenset({ImageKind.HUGGINGFACE, ImageKind.VLLM, ImageKind.LLAMACPP, ImageKind.CUSTOM})
 
 
 class _Wire(BaseModel):
@@ -160,13 +161,16 @@ class ModelSpec(_Wire):
             raise ValueError(f"unknown image variant {variant!r}; known: {names}") from None
         if kind not in RUNNABLE_IMAGES:
             raise ValueError(
-                f"image {variant!r} cannot run on this installation yet; use "
-                '{"huggingface": {}} (modelport\'s builtin engine) or {"custom": {"command": [...]}}'
+                f"image {variant!r} cannot run on this installation: modelport cannot install it here; use "
+                '{"huggingface": {}} (modelport\'s builtin engine), {"vllm": {}}, {"llamacpp": {}} or '
+                '{"custom": {"command": [...]}} (your own server)'
             )
         if not isinstance(config, dict):
             raise ValueError(f"image.{variant} must be an object")
         if kind == ImageKind.CUSTOM:
             config = check_custom_image(config)
+        elif kind in (ImageKind.VLLM, ImageKind.LLAMACPP):
+            config = check_engine_image(kind.value, config)
         return Image(kind=kind, config=config)
 
     @field_validator("env", "secrets")
@@ -176,6 +180,11 @@ class ModelSpec(_Wire):
             if not _ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
+
+    @model_validator(mode="after")
+    def _source_suits_engine(self) -> ModelSpec:
+        check_engine_model(self.image.kind.value, self.repository, self.args)
+        return self
 
     @field_validator("args")
     @classmethod
@@ -199,8 +208,10 @@ class ModelSpec(_Wire):
         if source.kind != "local":
             return value  # a Hub id or S3 URL: pulled into the weight cache, or already there
         path = Path(source.location)
-        if path.suffix == ".gguf":
-            raise ValueError(f"{value} is a GGUF file: the builtin engine serves transformers model folders")
+        if path.suffix.lower() == ".gguf":
+            if not path.is_file():
+                raise ValueError(f"no GGUF file at {value}")
+            return str(path)
         if not (path / "config.json").is_file():
             raise ValueError(
                 f"no model folder at {value} (expected config.json there); give a folder, a Hub id "

@@ -67,3 +67,23 @@ def test_json_answers_and_tgi_details_are_metered() -> None:
         b'data:{"token": {"text": "a"}, "details": {"finish_reason": "length", "generated_tokens": 9}}\n\n'
     )
     assert stream.completion_tokens == 9
+
+
+def test_openai_calls_are_renamed_to_the_one_model_a_named_engine_serves() -> None:
+    body = json.dumps({"model": "dummy", "messages": [], "stream": True}).encode()
+    call = prepare("POST", "/v1/chat/completions", "", body, model_name="chat")
+    sent = json.loads(call.body)
+    assert sent["model"] == "chat" and sent["stream_options"] == {"include_usage": True}
+    assert call.stream and call.strip_usage
+    plain = prepare("POST", "/v1/completions", "", b'{"model": "x", "prompt": "hi"}', model_name="chat")
+    assert json.loads(plain.body) == {"model": "chat", "prompt": "hi"} and not plain.stream
+
+
+def test_bodies_are_left_alone_when_nothing_needs_changing() -> None:
+    same = b'{"model": "chat", "prompt": "hi"}'
+    assert prepare("POST", "/v1/completions", "", same, model_name="chat").body == same
+    assert prepare("POST", "/v1/completions", "", b'{"model": "x"}').body == b'{"model": "x"}'  # any name
+    tgi = b'{"inputs": "hi", "model": "x"}'
+    assert prepare("POST", "/generate", "", tgi, model_name="chat").body == tgi  # translated elsewhere
+    broken = prepare("POST", "/v1/completions", "", b'{"model": ', model_name="chat")
+    assert broken.body == b'{"model": ' and not broken.stream  # the engine answers the mistake

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from modelport.launchers.engine_install import EngineInstall, engine_path, find_engine
+from modelport.launchers.engine_install import MARKER, EngineInstall, engine_path, find_engine
 from modelport.launchers.llamacpp import llamacpp_apis, llamacpp_launch
 from modelport.launchers.sglang import sglang_apis, sglang_launch
 from modelport.launchers.tei import tei_apis, tei_launch
@@ -56,7 +56,7 @@ TEI = EngineInstall("tei", None, "/eng/tei-1.8/bin/text-embeddings-router", "1.8
 
 def launch_vllm(rev: ModelRevision, plan: tuple[str, ...] = GPU_PLAN, **kw: Any) -> LaunchSpec:
     return vllm_launch(
-        "r1", "chat", rev, "/models/chat-8b", venv("vllm"), plan, replica_dir=REPLICA_DIR,
+        "r1", "chat", rev, "/models/chat-8b", venv("vllm"), plan, cache_root=REPLICA_DIR / "vllm-cache",
         inherited_path=BASE_PATH, **kw,
     )  # fmt: skip
 
@@ -358,49 +358,70 @@ def test_apis_each_engine_serves() -> None:
 # ---- finding an install
 
 
-def fake_program(path: Path, executable: bool = True) -> Path:
+def fake_program(path: Path, executable: bool = True, complete: bool = True) -> Path:
+    """A stand-in entry point; `complete`: the install's marker is written, as the installer does last."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("")
     path.chmod(0o755 if executable else 0o644)
+    if complete:
+        (path.parent.parent / MARKER).write_text("{}")
     return path
 
 
 def test_find_engine_picks_the_newest_complete_install(tmp_path: Path) -> None:
-    engines = tmp_path / "engines"
     for version in ("0.9.1", "0.10.0", "0.10.1rc1"):
-        fake_program(engines / f"vllm-{version}" / "bin" / "python")
-    (engines / "vllm-0.11.0" / "bin").mkdir(parents=True)  # unfinished: no interpreter yet
-    fake_program(engines / "vllm-0.12.0" / "bin" / "python", executable=False)
-    fake_program(engines / "vllm-nightly" / "bin" / "python")  # not a version
-    fake_program(engines / "sglang-9.0" / "bin" / "python")
+        fake_program(tmp_path / f"vllm-{version}" / "bin" / "python")
+    (tmp_path / "vllm-0.11.0" / "bin").mkdir(parents=True)  # unfinished: no interpreter yet
+    fake_program(tmp_path / "vllm-0.13.0" / "bin" / "python", complete=False)  # unfinished: no marker
+    fake_program(tmp_path / "vllm-0.12.0" / "bin" / "python", executable=False)
+    fake_program(tmp_path / "vllm-nightly" / "bin" / "python")  # not a version
+    fake_program(tmp_path / "sglang-9.0" / "bin" / "python")
     found = find_engine("vllm", tmp_path)
-    assert found == EngineInstall("vllm", str(engines / "vllm-0.10.1rc1/bin/python"), None, "0.10.1rc1")
-    fake_program(engines / "vllm-0.10.1" / "bin" / "python")
+    folder = tmp_path / "vllm-0.10.1rc1"
+    assert found == EngineInstall("vllm", str(folder / "bin/python"), None, "0.10.1rc1", folder)
+    fake_program(tmp_path / "vllm-0.10.1" / "bin" / "python")
+    folder = tmp_path / "vllm-0.10.1"
     assert find_engine("vllm", tmp_path) == EngineInstall(
-        "vllm", str(engines / "vllm-0.10.1/bin/python"), None, "0.10.1"
+        "vllm", str(folder / "bin/python"), None, "0.10.1", folder
     )
 
 
+def test_a_registered_install_names_its_interpreter_elsewhere(tmp_path: Path) -> None:
+    own = fake_program(tmp_path / "elsewhere" / "venv" / "bin" / "python", complete=False)
+    folder = tmp_path / "engines" / "vllm-0.33.0"
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(json.dumps({"entry": str(own)}))
+    assert find_engine("vllm", tmp_path / "engines") == EngineInstall(
+        "vllm", str(own), None, "0.33.0", folder
+    )
+    own.unlink()  # the user's venv is gone: nothing to launch
+    assert find_engine("vllm", tmp_path / "engines") is None
+
+
 def test_find_engine_for_a_program_engine(tmp_path: Path) -> None:
-    launcher = fake_program(tmp_path / "engines" / "tgi-3.3.4" / "bin" / "text-generation-launcher")
+    launcher = fake_program(tmp_path / "tgi-3.3.4" / "bin" / "text-generation-launcher")
     python = fake_program(launcher.parent / "python")
-    assert find_engine("tgi", tmp_path) == EngineInstall("tgi", str(python), str(launcher), "3.3.4")
-    router = fake_program(tmp_path / "engines" / "tei-1.8.0" / "bin" / "text-embeddings-router")
-    assert find_engine("tei", tmp_path) == EngineInstall("tei", None, str(router), "1.8.0")
+    assert find_engine("tgi", tmp_path) == EngineInstall(
+        "tgi", str(python), str(launcher), "3.3.4", tmp_path / "tgi-3.3.4"
+    )
+    router = fake_program(tmp_path / "tei-1.8.0" / "bin" / "text-embeddings-router")
+    assert find_engine("tei", tmp_path) == EngineInstall(
+        "tei", None, str(router), "1.8.0", tmp_path / "tei-1.8.0"
+    )
 
 
 def test_an_override_wins_and_is_the_only_candidate(tmp_path: Path) -> None:
     fake_program(tmp_path / "engines" / "vllm-0.32.0" / "bin" / "python")
     own = fake_program(tmp_path / "elsewhere" / "venv" / "bin" / "python")
-    assert find_engine("vllm", tmp_path, str(own)) == EngineInstall("vllm", str(own), None, None)
-    assert find_engine("vllm", tmp_path, str(tmp_path / "missing" / "python")) is None
-    router = fake_program(tmp_path / "opt" / "text-embeddings-router")
+    assert find_engine("vllm", tmp_path / "engines", str(own)) == EngineInstall("vllm", str(own), None, None)
+    assert find_engine("vllm", tmp_path / "engines", str(tmp_path / "missing" / "python")) is None
+    router = fake_program(tmp_path / "opt" / "text-embeddings-router", complete=False)
     assert find_engine("tei", tmp_path, str(router)) == EngineInstall("tei", None, str(router), None)
 
 
 def test_find_engine_returns_none_when_nothing_is_installed(tmp_path: Path) -> None:
-    assert find_engine("vllm", tmp_path) is None
-    fake_program(tmp_path / "engines" / "llamacpp-0.3.35" / "bin" / "python")
+    assert find_engine("vllm", tmp_path / "engines") is None
+    fake_program(tmp_path / "llamacpp-0.3.35" / "bin" / "python")
     assert find_engine("vllm", tmp_path) is None
     assert find_engine("tgi", tmp_path) is None
 
@@ -414,4 +435,4 @@ def test_an_install_without_the_needed_entry_point_is_refused() -> None:
     with pytest.raises(ValueError, match="has no text-embeddings-router"):
         tei_launch("r1", "e", revision("tei"), "/m", venv("tei"), replica_dir=REPLICA_DIR, inherited_path="")
     with pytest.raises(ValueError, match="has no python interpreter"):
-        vllm_launch("r1", "c", revision("vllm"), "/m", TEI, replica_dir=REPLICA_DIR, inherited_path="")
+        vllm_launch("r1", "c", revision("vllm"), "/m", TEI, cache_root=REPLICA_DIR, inherited_path="")
