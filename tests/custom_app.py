@@ -3,7 +3,9 @@
 Deliberately not modelport code: a small FastAPI app that answers /health,
 /v1/chat/completions (plain and streamed) and /v1/completions by echoing the input word by
 word, and says which process answered (x-served-by), so a test can see requests spread over
-replicas. Run: python tests/custom_app.py --port P [--name N]
+replicas. With --sleep-routes it also has vLLM's sleep routes (POST /sleep, POST /wake_up,
+GET /is_sleeping) and refuses generation while asleep, as a user's own vLLM would be run.
+Run: python tests/custom_app.py --port P [--name N] [--sleep-routes]
 """
 
 from __future__ import annotations
@@ -20,8 +22,35 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 
-def build(name: str) -> FastAPI:
+def build(name: str, sleep_routes: bool = False) -> FastAPI:
     app = FastAPI()
+    state = {"asleep": False, "sleeps": 0, "wakes": 0}
+
+    if sleep_routes:
+
+        @app.post("/sleep")
+        def sleep(level: int = 1) -> dict[str, int]:
+            state["asleep"] = True
+            state["sleeps"] += 1
+            return {"level": level}
+
+        @app.post("/wake_up")
+        def wake_up() -> dict[str, bool]:
+            state["asleep"] = False
+            state["wakes"] += 1
+            return {"ok": True}
+
+        @app.get("/is_sleeping")
+        def is_sleeping() -> dict[str, bool]:
+            return {"is_sleeping": bool(state["asleep"])}
+
+        @app.middleware("http")
+        async def refuse_while_asleep(request: Request, call_next: Any) -> Any:
+            if state["asleep"] and request.url.path.startswith("/v1/"):
+                return JSONResponse({"error": {"message": "the engine is asleep"}}, status_code=503)
+            response = await call_next(request)
+            response.headers["x-sleeps"] = f"{state['sleeps']}/{state['wakes']}"
+            return response
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -73,5 +102,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="custom")
+    parser.add_argument("--sleep-routes", action="store_true")
     args = parser.parse_args()
-    uvicorn.run(build(args.name), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(build(args.name, args.sleep_routes), host="127.0.0.1", port=args.port, log_level="warning")

@@ -77,3 +77,50 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_sleeping_standby_is_woken_for_a_request_at_zero(tiny_model: Path, tmp_path: Path) -> None:
+    """Sleep as a scale-to-zero level, through the control plane, with a server that has vLLM's
+    sleep routes (`image.custom.sleepMode`; vLLM itself refuses sleep mode on the CPU, see
+    docs/engines.md). At zero the warm standby is put to sleep; a request at zero wakes it and
+    is answered by it, and the server never saw a generation request while asleep."""
+    command = [sys.executable, APP, "--port", "{port}", "--name", "{name}", "--sleep-routes"]
+    image = {"custom": {"command": command, "healthRoute": "/health", "sleepMode": True}}
+    with ControlPlaneProcess(tmp_path / "data", None, "--no-demo") as cp:
+        client = Client(cp.url, token=cp.token)
+        ep = client.create_endpoint(
+            "sleepy",
+            model=str(tiny_model),
+            image=image,
+            min_replicas=0,
+            warm_standby=1,
+            scale_to_zero_after_s=3,
+        )
+        # it starts a serving replica and a standby, then goes to zero keeping the standby, asleep
+        deadline = time.monotonic() + 60
+        while True:
+            status = cp.endpoint("sleepy")["status"]
+            assert isinstance(status, dict)
+            standby = [r["id"][:8] for r in status["replicas"] if r["phase"] == "ready"]
+            asleep = len(standby) == 1 and f"replica {standby[0]} is asleep" in cp.log_tail(200)
+            if status["state"] == "scaledToZero" and status["standbyReplica"] == 1 and asleep:
+                break
+            assert time.monotonic() < deadline, f"{status}\n{cp.log_tail()}"
+            time.sleep(0.2)
+        assert "woke in" not in cp.log_tail(200)
+        headers = {"authorization": f"Bearer {cp.token}"}
+        reply = httpx.post(
+            f"{ep.url}/v1/chat/completions",
+            headers=headers,
+            json={"model": "sleepy", "messages": [{"role": "user", "content": "wake up"}]},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text  # a 503 would mean it was routed while asleep
+        assert reply.json()["choices"][0]["message"]["content"] == "wake up"
+        # the standby served it: put to sleep once (at zero: both replicas, one per standby turn)
+        # and woken once before this request reached it
+        sleeps, wakes = map(int, reply.headers["x-sleeps"].split("/"))
+        assert sleeps >= 1 and wakes == sleeps
+        assert f"replica {standby[0]} woke in" in cp.log_tail(200)
+        client.get_endpoint("sleepy").pause()
+        cp.wait_for("sleepy", "paused", timeout=60, ready=0)

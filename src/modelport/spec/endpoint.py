@@ -239,6 +239,20 @@ class EndpointSpec(_Wire):
     traffic: Traffic | None = None
 
     @model_validator(mode="after")
+    def _sleep_needs_a_gpu(self) -> EndpointSpec:
+        image = self.model.image
+        if (
+            image.kind == ImageKind.VLLM
+            and image.config.get("sleepMode")
+            and self.compute.accelerator == "cpu"
+        ):
+            raise ValueError(
+                'model.image.vllm.sleepMode needs a GPU: vLLM on the CPU refuses sleep mode ("Sleep mode '
+                'is not supported on current platform"); use compute.accelerator "gpu", or drop sleepMode'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _policies_point_elsewhere(self) -> EndpointSpec:
         if self.traffic is not None:
             if self.traffic.overflow is not None and self.traffic.overflow.endpoint == self.name:

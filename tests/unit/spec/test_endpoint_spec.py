@@ -66,6 +66,7 @@ def test_huggingface_hub_payload_is_accepted(model_dir: Path) -> None:
             "sleepMode must be true or false",
         ),
         ({"model": {"image": {"llamacpp": {}}}}, "model", "llama.cpp serves a single GGUF file"),
+        ({"model": {"image": {"vllm": {"sleepMode": True}}}}, None, "sleepMode needs a GPU"),
         (
             {"model": {"image": {"vllm": {}}, "args": ["--port", "1"]}},
             "model.args",
