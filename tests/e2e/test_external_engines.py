@@ -1,7 +1,7 @@
 """vLLM and llama.cpp as endpoint engines, end to end, with the real engines.
 
 Each engine is installed by the real `modelport engines install` into the test engines folder
-(tests/engine_installs.py: kept between runs). For each, an endpoint is created through the
+(tests/engines.py: kept between runs). For each, an endpoint is created through the
 control plane with minReplica 0; it starts once, goes to zero when idle, and is then called at
 zero through the gateway: the OpenAI SDK's chat call is held while the engine cold-starts, then a
 streamed chat, then the `text-generation` client (TGI routes the gateway translates into the
@@ -25,7 +25,7 @@ from text_generation import Client as TgiClient
 from modelport import Client
 from modelport.sdk.errors import ValidationError
 from tests.control_plane_process import ControlPlaneProcess, engine_processes
-from tests.engine_installs import TEST_ENGINES, ensure_engine
+from tests.engines import INSTALL_TIMEOUT_S, TEST_ENGINES, ensure_engine
 
 START_TIMEOUT_S = 600  # vLLM compiles its graphs on first start: 54-88 s on this machine, alone
 HOLD = {"x-scale-up-timeout": "600"}
@@ -96,6 +96,7 @@ def control_plane(tmp_path: Path) -> ControlPlaneProcess:
     )
 
 
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + 900)  # the first run installs the engine
 def test_vllm_endpoint_from_zero_with_openai_and_tgi_clients(tmp_path: Path, tiny_model: Path) -> None:
     ensure_engine("vllm")
     with control_plane(tmp_path) as cp:
@@ -103,6 +104,7 @@ def test_vllm_endpoint_from_zero_with_openai_and_tgi_clients(tmp_path: Path, tin
         print(f"vLLM cold start at zero through the gateway: {cold:.1f} s")
 
 
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + 900)
 def test_llamacpp_endpoint_serves_a_converted_gguf_from_zero(tmp_path: Path, tiny_model: Path) -> None:
     ensure_engine("llamacpp")
     gguf = tmp_path / "tiny-f16.gguf"

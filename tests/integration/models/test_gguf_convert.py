@@ -3,8 +3,8 @@ on the tiny Llama with its self-trained byte-level BPE tokenizer (the gpt-2 fall
 
 The GGUF is checked with modelport's own readers (preamble, inspect, plan) and the gguf package: the
 architecture, tokenizer and types the converter wrote, and, for f32, the weights themselves.
-Loading it in llama.cpp needs an installed llama.cpp engine (`modelport engines install
-llamacpp`); without one that test is skipped.
+The sdist and the llama.cpp that loads the file come from the test engines folder
+(tests/engines.py: installed by `modelport engines install llamacpp` on the first run).
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from modelport import envs
 from modelport.cli.main import app
-from modelport.launchers.engine_install import find_engine
 from modelport.models.formats import read_gguf_header, read_safetensors_header
 from modelport.models.inspect import inspect_model
-from tests.engines import llamacpp_sdist  # noqa: F401  (the fixture)
+from tests.engines import installed_engine, llamacpp_sdist  # noqa: F401  (the fixture)
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -128,9 +126,8 @@ print(json.dumps({
 def test_llamacpp_loads_it_and_tokenizes_like_the_original(tiny_model: Path, q8_0: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
-    engine = find_engine("llamacpp", envs.engines_dir())
-    if engine is None or engine.python is None:
-        pytest.skip("no llama.cpp engine installed (`modelport engines install llamacpp`)")
+    engine = installed_engine("llamacpp")
+    assert engine.python is not None
     done = subprocess.run(
         [engine.python, "-c", LLAMA_SIDE, q8_0["output"], json.dumps(TEXTS)],
         capture_output=True,
