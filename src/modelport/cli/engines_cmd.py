@@ -162,8 +162,9 @@ def list_cmd(engines_dir: EnginesDir = None, as_json: AsJson = False) -> None:
         )
         return
     table = Table(title=f"engines in {root}")
-    for column in ("engine", "version", "variant", "size", "installed", "used", "python"):
-        table.add_column(column, justify="right" if column == "size" else "left")
+    for column in ("engine", "version", "variant", "size", "installed", "used"):
+        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
+    table.add_column("python", overflow="fold")
     for r in rows:
         size = r["size_bytes"]
         assert isinstance(size, int)
@@ -172,7 +173,7 @@ def list_cmd(engines_dir: EnginesDir = None, as_json: AsJson = False) -> None:
             str(r["version"]),
             str(r.get("variant", "registered" if r.get("registered") else "?")),
             f"{size / 1e9:.1f} GB" if size else "-",
-            str(r.get("installed_at", "")),
+            str(r.get("installed_at", "")).replace("T", " ")[:16],
             "yes" if r["in_use"] else "",
             str(r["python"] or r["executable"]),
         )
