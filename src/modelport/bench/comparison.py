@@ -21,6 +21,7 @@ class ComparisonRow:
     concurrency: int
     output_tok_s: float | None = None
     ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
     tpot_p50_ms: float | None = None
     e2e_p50_ms: float | None = None
     requests_ok: int = 0
@@ -48,6 +49,7 @@ def row_from_result(
         concurrency=concurrency,
         output_tok_s=result.output_throughput if result.ok else None,
         ttft_p50_ms=ttft.p50 * MS if ttft else None,
+        ttft_p95_ms=ttft.p95 * MS if ttft else None,
         tpot_p50_ms=tpot.p50 * MS if tpot else None,
         e2e_p50_ms=e2e.p50 * MS if e2e else None,
         requests_ok=len(result.ok),
@@ -102,6 +104,7 @@ def comparison_table(rows: Sequence[ComparisonRow], title: str = "comparison") -
         ("conc", "right"),
         ("output tok/s", "right"),
         ("TTFT p50 ms", "right"),
+        ("TTFT p95 ms", "right"),
         ("TPOT p50 ms", "right"),
         ("e2e p50 ms", "right"),
         ("ok/failed", "right"),
@@ -114,6 +117,7 @@ def comparison_table(rows: Sequence[ComparisonRow], title: str = "comparison") -
             str(r.concurrency),
             _fmt(r.output_tok_s),
             _fmt(r.ttft_p50_ms),
+            _fmt(r.ttft_p95_ms),
             _fmt(r.tpot_p50_ms, 2),
             _fmt(r.e2e_p50_ms, 0),
             f"{r.requests_ok}/{r.requests_failed}",

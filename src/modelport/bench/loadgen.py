@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -73,18 +74,37 @@ async def discover_model(client: httpx.AsyncClient, root: str, api_key: str | No
         raise BenchError(f"GET {root}/v1/models has no model id: {resp.text[:300]}") from exc
 
 
-async def _streamed(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], start: float
-) -> tuple[float | None, int, int | None, str | None]:
-    """(ttft, output tokens, prompt tokens, error) of one streaming request."""
+@dataclass
+class _Stream:
+    """What one streaming response said."""
+
     ttft: float | None = None
-    chunks = 0
+    chunks: int = 0
     usage_tokens: int | None = None
     prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+    def output_tokens(self, max_tokens: int) -> tuple[int, str]:
+        """(count, where it came from): usage, else max_tokens when the stream ended at that
+        limit (finish_reason "length"), else the number of content chunks."""
+        if self.usage_tokens is not None:
+            return self.usage_tokens, "usage"
+        if self.finish_reason == "length":
+            return max_tokens, "length"
+        return self.chunks, "chunks"
+
+
+async def _streamed(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], start: float
+) -> _Stream:
+    """The timing and counts of one streaming request."""
+    out = _Stream()
     async with client.stream("POST", url, json=body, headers=headers) as resp:
         if resp.status_code != 200:
             text = (await resp.aread()).decode(errors="replace")
-            return None, 0, None, f"HTTP {resp.status_code}: {text[:300]}"
+            out.error = f"HTTP {resp.status_code}: {text[:300]}"
+            return out
         async for line in resp.aiter_lines():
             payload = data_payload(line)
             if payload is None:
@@ -93,36 +113,39 @@ async def _streamed(
             if event.done:
                 break
             if event.error is not None:
-                return ttft, chunks, prompt_tokens, f"stream error: {event.error[:300]}"
+                out.error = f"stream error: {event.error[:300]}"
+                return out
             if event.content:
-                if ttft is None:
-                    ttft = time.perf_counter() - start
-                chunks += 1
+                if out.ttft is None:
+                    out.ttft = time.perf_counter() - start
+                out.chunks += 1
+            if event.finish_reason is not None:
+                out.finish_reason = event.finish_reason
             if event.completion_tokens is not None:
-                usage_tokens = event.completion_tokens
+                out.usage_tokens = event.completion_tokens
             if event.prompt_tokens is not None:
-                prompt_tokens = event.prompt_tokens
-    if ttft is None:
-        return None, 0, prompt_tokens, "stream ended without any content"
-    return ttft, usage_tokens if usage_tokens is not None else chunks, prompt_tokens, None
+                out.prompt_tokens = event.prompt_tokens
+    if out.ttft is None:
+        out.error = "stream ended without any content"
+    return out
 
 
 async def _unary(
     client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
-) -> tuple[int, int | None, str | None]:
-    """(output tokens, prompt tokens, error) of one non-streaming request."""
+) -> tuple[int, int | None, str, str | None]:
+    """(output tokens, prompt tokens, where the count came from, error) of one non-streaming request."""
     resp = await client.post(url, json=body, headers=headers)
     if resp.status_code != 200:
-        return 0, None, f"HTTP {resp.status_code}: {resp.text[:300]}"
+        return 0, None, "usage", f"HTTP {resp.status_code}: {resp.text[:300]}"
     obj = resp.json()
     usage = obj.get("usage") if isinstance(obj, dict) else None
     if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
         pt = usage.get("prompt_tokens")
-        return int(usage["completion_tokens"]), pt if isinstance(pt, int) else None, None
+        return int(usage["completion_tokens"]), pt if isinstance(pt, int) else None, "usage", None
     # no usage: count whitespace-separated words of the text, a rough stand-in
     choices = obj.get("choices") if isinstance(obj, dict) else None
     text = "".join(choice_text(c) for c in choices or [] if isinstance(c, dict))
-    return len(text.split()), None, None
+    return len(text.split()), None, "words", None
 
 
 async def send_one(
@@ -136,12 +159,21 @@ async def send_one(
     ttft: float | None = None
     tokens = 0
     prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    tokens_from: str | None = "usage"
     error: str | None
     try:
         if config.stream:
-            ttft, tokens, prompt_tokens, error = await _streamed(client, url, body, headers, start)
+            stream = await _streamed(client, url, body, headers, start)
+            ttft, prompt_tokens, error = stream.ttft, stream.prompt_tokens, stream.error
+            finish_reason = stream.finish_reason
+            if error is None:
+                limit = body.get("max_tokens")
+                tokens, tokens_from = stream.output_tokens(
+                    limit if isinstance(limit, int) else config.output_tokens
+                )
         else:
-            tokens, prompt_tokens, error = await _unary(client, url, body, headers)
+            tokens, prompt_tokens, tokens_from, error = await _unary(client, url, body, headers)
     except (httpx.HTTPError, ValueError, OSError) as exc:
         error = _describe(exc)
     end = time.perf_counter()
@@ -153,6 +185,8 @@ async def send_one(
         output_tokens=tokens,
         prompt_tokens=prompt_tokens,
         error=error,
+        finish_reason=finish_reason,
+        tokens_from=tokens_from if error is None else None,
     )
 
 

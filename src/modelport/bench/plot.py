@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,84 @@ def plot_comparison(
     ax.set_ylabel("output tok/s")
     ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_engines(
+    rows: Sequence[ComparisonRow],
+    cold_starts: Mapping[str, Mapping[str, float | None]],
+    path: Path,
+    title: str = "engines",
+) -> Path:
+    """Three panels: output tok/s against concurrency per engine; TTFT p50 (solid) and p95
+    (hatched) per engine at each concurrency, log scale; and each engine's cold starts in
+    seconds, one bar per kind of start (``cold_starts[engine][label]``; None leaves a gap)."""
+    plt = _pyplot()
+    engines = list(dict.fromkeys(r.engine for r in rows))
+    concurrencies = sorted({r.concurrency for r in rows})
+    colors = {e: f"C{i}" for i, e in enumerate(engines)}
+    fig, (tput, ttft, cold) = plt.subplots(1, 3, figsize=(17, 5.2))
+
+    for engine in engines:
+        pts = [
+            (r.concurrency, r.output_tok_s)
+            for r in sorted(rows, key=lambda r: r.concurrency)
+            if r.engine == engine and r.output_tok_s is not None
+        ]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            tput.plot(xs, ys, marker="o", color=colors[engine], label=engine)
+            for x, y in pts:
+                tput.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(0, 6), fontsize=8)
+    tput.set_xscale("log", base=2)
+    tput.set_xticks(concurrencies, [str(c) for c in concurrencies])
+    tput.set_xlabel("concurrent requests")
+    tput.set_ylabel("output tok/s")
+    tput.set_ylim(bottom=0)
+    tput.set_title("throughput")
+    tput.legend(fontsize=8)
+
+    width = 0.8 / max(2 * len(engines), 1)
+    for i, engine in enumerate(engines):
+        for j, c in enumerate(concurrencies):
+            row = next((r for r in rows if r.engine == engine and r.concurrency == c), None)
+            if row is None or row.ttft_p50_ms is None:
+                continue
+            left = j + (2 * i - len(engines) + 0.5) * width
+            ttft.bar(left, row.ttft_p50_ms, width, color=colors[engine], label=engine if j == 0 else None)
+            if row.ttft_p95_ms is not None:
+                ttft.bar(left + width, row.ttft_p95_ms, width, color=colors[engine], alpha=0.45, hatch="//")
+    ttft.set_yscale("log")
+    ttft.set_xticks(range(len(concurrencies)), [str(c) for c in concurrencies])
+    ttft.set_xlabel("concurrent requests")
+    ttft.set_ylabel("ms (log)")
+    ttft.set_title("time to first token: p50 (solid), p95 (hatched)")
+    ttft.legend(fontsize=8)
+
+    labels = list(dict.fromkeys(label for starts in cold_starts.values() for label in starts))
+    cold_engines = [e for e in engines if e in cold_starts] + [e for e in cold_starts if e not in engines]
+    bar = 0.8 / max(len(labels), 1)
+    for k, label in enumerate(labels):
+        where: list[float] = []
+        seconds: list[float] = []
+        for i, engine in enumerate(cold_engines):
+            value = cold_starts[engine].get(label)
+            if value is not None:
+                where.append(i + (k - (len(labels) - 1) / 2) * bar)
+                seconds.append(value)
+        bars = cold.bar(where, seconds, bar, label=label, alpha=1.0 - 0.35 * k)
+        cold.bar_label(bars, fmt="%.1f", fontsize=8)
+    cold.set_xticks(range(len(cold_engines)), cold_engines)
+    cold.set_ylabel("seconds, request at zero replicas → first token")
+    cold.set_title("cold start through the gateway")
+    cold.legend(fontsize=8)
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 140)), fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,15 @@ class RequestRecord:
     ttft_s: float | None = None
     """Time from sending to the first non-empty content chunk (streaming only)."""
     output_tokens: int = 0
-    """From the response's ``usage`` when present, else the number of content chunks."""
+    """How many, and where the count came from: see ``tokens_from``."""
     prompt_tokens: int | None = None
     error: str | None = None
+    finish_reason: str | None = None
+    """Why the server ended the stream (``length``, ``stop``), when it said."""
+    tokens_from: str | None = None
+    """``usage`` (the response's), ``length`` (no usage, but the stream ended at ``max_tokens``:
+    exactly that many) or ``chunks`` (the number of content chunks: a lower bound when a server
+    merges tokens into one chunk)."""
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,8 @@ class StreamEvent:
     completion_tokens: int | None = None
     """From a ``usage`` object, when the chunk has one."""
     prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    """The first choice's ``finish_reason``, in the chunk that ends it (``length``, ``stop``)."""
     error: str | None = None
     """An ``error`` object sent in-stream."""
     done: bool = False
@@ -63,11 +65,18 @@ def parse_event(payload: str) -> StreamEvent:
         err = obj["error"]
         msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
         return StreamEvent(error=str(msg))
-    content = "".join(choice_text(c) for c in obj.get("choices") or [] if isinstance(c, dict))
+    choices = [c for c in obj.get("choices") or [] if isinstance(c, dict)]
+    content = "".join(choice_text(c) for c in choices)
+    reasons = [r for c in choices if isinstance(r := c.get("finish_reason"), str)]
     usage = obj.get("usage")
     completion_tokens = prompt_tokens = None
     if isinstance(usage, dict):
         ct, pt = usage.get("completion_tokens"), usage.get("prompt_tokens")
         completion_tokens = ct if isinstance(ct, int) else None
         prompt_tokens = pt if isinstance(pt, int) else None
-    return StreamEvent(content=content, completion_tokens=completion_tokens, prompt_tokens=prompt_tokens)
+    return StreamEvent(
+        content=content,
+        completion_tokens=completion_tokens,
+        prompt_tokens=prompt_tokens,
+        finish_reason=reasons[0] if reasons else None,
+    )

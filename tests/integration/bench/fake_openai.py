@@ -2,7 +2,9 @@
 
 It streams ``max_tokens`` chunks of " tok" with fixed delays, ends with a usage chunk and
 ``[DONE]``, and records the peak number of requests in flight. Model ids change behaviour:
-``no-usage`` omits the usage chunk, ``broken`` answers 500, ``stream-error`` sends an in-stream error.
+``no-usage`` omits the usage chunk, ``merged`` omits it too and sends two tokens per chunk then a
+last chunk with finish_reason "length" (as llama-cpp-python does with bytes that do not end a UTF-8
+character), ``broken`` answers 500, ``stream-error`` sends an in-stream error.
 """
 
 from __future__ import annotations
@@ -74,8 +76,16 @@ def create_app(state: FakeState) -> FastAPI:
                     if model == "stream-error" and i == 2:
                         yield f"data: {json.dumps({'error': {'message': 'died mid-stream'}})}\n\n".encode()
                         return
-                    yield f"data: {json.dumps(chunk(' tok'))}\n\n".encode()
-                if model != "no-usage" and body.get("stream_options", {}).get("include_usage"):
+                    if model == "merged" and i % 2 == 0:
+                        continue
+                    piece = " tok" if model != "merged" else " tok tok"
+                    yield f"data: {json.dumps(chunk(piece))}\n\n".encode()
+                if model == "merged":
+                    last = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+                    yield f"data: {json.dumps(last)}\n\n".encode()
+                if model not in ("no-usage", "merged") and body.get("stream_options", {}).get(
+                    "include_usage"
+                ):
                     yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode()
                 yield b"data: [DONE]\n\n"
             finally:

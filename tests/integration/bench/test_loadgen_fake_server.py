@@ -78,6 +78,16 @@ def test_without_usage_counts_chunks(fake: tuple[str, FakeState]) -> None:
     url, _ = fake
     result = run(LoadConfig(url=url, model="no-usage", num_requests=2, output_tokens=6))
     assert [r.output_tokens for r in result.records] == [6, 6]
+    assert [r.tokens_from for r in result.records] == ["chunks", "chunks"]
+
+
+def test_without_usage_a_stream_ended_at_max_tokens_has_that_many(fake: tuple[str, FakeState]) -> None:
+    url, _ = fake
+    # two tokens per chunk: counting chunks would say 3; finish_reason "length" says max_tokens
+    result = run(LoadConfig(url=url, model="merged", num_requests=2, output_tokens=6))
+    assert [(r.output_tokens, r.tokens_from, r.finish_reason) for r in result.records] == [
+        (6, "length", "length")
+    ] * 2
     unary = run(LoadConfig(url=url, model="no-usage", stream=False, num_requests=1, output_tokens=6))
     assert unary.records[0].output_tokens == 6
 

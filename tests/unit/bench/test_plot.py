@@ -10,7 +10,7 @@ from modelport.bench.result import BenchResult, RequestRecord
 
 pytest.importorskip("matplotlib")
 
-from modelport.bench.plot import plot_comparison, plot_result
+from modelport.bench.plot import plot_comparison, plot_engines, plot_result
 
 
 def test_plot_result_streaming_and_unary(tmp_path: Path) -> None:
@@ -40,3 +40,17 @@ def test_plot_comparison_with_gaps(tmp_path: Path) -> None:
         ComparisonRow("vllm", 8, output_tok_s=350.0),
     ]
     assert plot_comparison(rows, tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_engines_with_gaps(tmp_path: Path) -> None:
+    rows = [
+        ComparisonRow("builtin", 1, output_tok_s=50.0, ttft_p50_ms=80.0, ttft_p95_ms=120.0),
+        ComparisonRow("builtin", 8, output_tok_s=300.0, ttft_p50_ms=200.0, ttft_p95_ms=400.0),
+        ComparisonRow("llamacpp", 1, output_tok_s=70.0, ttft_p50_ms=60.0),
+        ComparisonRow("llamacpp", 8, note="failed"),
+    ]
+    cold = {
+        "builtin": {"first": 9.5, "later (median)": 9.0},
+        "llamacpp": {"first": 2.0, "later (median)": None},
+    }
+    assert plot_engines(rows, cold, tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")

@@ -52,3 +52,9 @@ def test_done_and_error() -> None:
 def test_malformed(payload: str) -> None:
     with pytest.raises(ValueError):
         parse_event(payload)
+
+
+def test_finish_reason() -> None:
+    last = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+    assert parse_event(json.dumps(last)).finish_reason == "length"
+    assert parse_event(json.dumps({"choices": [{"text": "x", "finish_reason": None}]})).finish_reason is None
