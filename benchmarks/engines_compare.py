@@ -334,13 +334,21 @@ def extra_body(engine: str, s: Settings) -> tuple[bool, dict[str, Any]]:
     return True, {}
 
 
-def cold_start(cp: ControlPlane, name: str, index: int) -> dict[str, Any]:
+def quiet(s: Settings) -> float:
+    """Wait (up to --wait-quiet) for other processes to leave the CPU; their last use, in %."""
+    busy, _ = wait_quiet(QUIET_CPU_PERCENT, s.wait_quiet_s, lambda m: console.print(f"  {m}"))
+    if busy > QUIET_CPU_PERCENT:
+        console.print(f"  [yellow]other processes use {busy:.0f}% CPU; this measurement may be off[/]")
+    return busy
+
+
+def cold_start(cp: ControlPlane, name: str, index: int, s: Settings) -> dict[str, Any]:
     """A streamed request at zero replicas, held while the replica starts, to its first token."""
-    time.sleep(2.0)  # let the machine settle after the previous replica's exit
+    busy = quiet(s)  # also lets the machine settle after the previous replica's exit
     headers = {"authorization": f"Bearer {cp.token}", "x-scale-up-timeout": str(HOLD_S)}
     sent = time.time()
     first = first_token(cp.endpoint_url(name), headers)
-    run = {"run": index, "first_token_s": first - sent}
+    run = {"run": index, "first_token_s": first - sent, "foreign_cpu_percent_before": busy}
     console.print(f"  cold start {index + 1}: first token after {run['first_token_s']:.1f} s")
     return run
 
@@ -379,8 +387,8 @@ def log_highlights(cp: ControlPlane, limit: int = 60) -> list[str]:
     return lines[:limit]
 
 
-def measure_engine(cp: ControlPlane, engine: str, s: Settings) -> EngineRun:
-    run = EngineRun(engine)
+def measure_engine(cp: ControlPlane, engine: str, s: Settings, run: EngineRun) -> None:
+    """Fill in ``run`` (what was measured stays there if a step fails)."""
     name = f"bench-{engine}"
     model = s.gguf if engine == "llamacpp" else s.model
     cache = cp.data_dir / "engine-cache"
@@ -402,13 +410,14 @@ def measure_engine(cp: ControlPlane, engine: str, s: Settings) -> EngineRun:
     for i in range(1 + s.runs):
         if i:
             cp.to_zero(name)
-        run.cold_starts.append(cold_start(cp, name, i))
+        run.cold_starts.append(cold_start(cp, name, i, s))
     run.settings["compile_cache_bytes_after"] = folder_bytes(cache)
     run.settings.update(engine_settings(cp))
 
     ignore_eos, extra = extra_body(engine, s)
     run.settings["request_extras"] = {"ignore_eos": ignore_eos, **extra, "temperature": 0.0}
     for c in s.concurrencies:
+        run.foreign_cpu_percent[f"before c={c}"] = quiet(s)
         config = LoadConfig(
             url=cp.endpoint_url(name),
             model=name,
@@ -445,7 +454,6 @@ def measure_engine(cp: ControlPlane, engine: str, s: Settings) -> EngineRun:
     )  # fmt: skip
     run.prompt_tokens = [r.prompt_tokens for r in asyncio.run(run_load(audit)).records]
     run.settings["log_highlights"] = log_highlights(cp)
-    return run
 
 
 def stop_engine(cp: ControlPlane, engine: str) -> None:
@@ -671,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 run = EngineRun(engine)
                 try:
-                    run = measure_engine(cp, engine, s)
+                    measure_engine(cp, engine, s, run)
                 except KeyboardInterrupt:
                     run.error = "interrupted"
                     raise
@@ -679,11 +687,7 @@ def main(argv: list[str] | None = None) -> int:
                     console.print(f"[red]{engine} failed[/]: {exc!r}")
                     run.error = traceback.format_exc()[-3000:]
                 finally:
-                    run.foreign_cpu_percent = {
-                        "before": busy,
-                        "waited_s": waited,
-                        "after": foreign_cpu_percent(),
-                    }
+                    run.foreign_cpu_percent.update(before=busy, waited_s=waited, after=foreign_cpu_percent())
                     runs.append(run)
                     stop_engine(cp, engine)
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ Modules, one job each:
 - ``plot``: PNG plots (needs matplotlib, the ``plot`` extra).
 - ``process``: start / health-wait / stop a peer server subprocess (used by benchmarks/compare.py).
 - ``comparison``: engine × concurrency rows, ratios and their table (used by benchmarks/compare.py).
+- ``machine``: the CPU, versions and how busy the rest of the machine is (benchmarks/*compare.py).
 """
 
 from __future__ import annotations

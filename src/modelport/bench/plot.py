@@ -139,7 +139,8 @@ def plot_engines(
     tput.set_ylabel("output tok/s")
     tput.set_ylim(bottom=0)
     tput.set_title("throughput")
-    tput.legend(fontsize=8)
+    if tput.get_legend_handles_labels()[0]:
+        tput.legend(fontsize=8)
 
     width = 0.8 / max(2 * len(engines), 1)
     for i, engine in enumerate(engines):
@@ -156,7 +157,8 @@ def plot_engines(
     ttft.set_xlabel("concurrent requests")
     ttft.set_ylabel("ms (log)")
     ttft.set_title("time to first token: p50 (solid), p95 (hatched)")
-    ttft.legend(fontsize=8)
+    if ttft.get_legend_handles_labels()[0]:
+        ttft.legend(fontsize=8)
 
     labels = list(dict.fromkeys(label for starts in cold_starts.values() for label in starts))
     cold_engines = [e for e in engines if e in cold_starts] + [e for e in cold_starts if e not in engines]
@@ -174,7 +176,8 @@ def plot_engines(
     cold.set_xticks(range(len(cold_engines)), cold_engines)
     cold.set_ylabel("seconds, request at zero replicas → first token")
     cold.set_title("cold start through the gateway")
-    cold.legend(fontsize=8)
+    if cold.get_legend_handles_labels()[0]:
+        cold.legend(fontsize=8)
 
     fig.suptitle("\n".join(textwrap.wrap(title, 140)), fontsize=10)
     fig.tight_layout()

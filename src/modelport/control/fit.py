@@ -27,7 +27,13 @@ from modelport.launchers.engine_flags import flag_values
 from modelport.launchers.engines import EnginePlan
 from modelport.models.cache import ModelCache
 from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
-from modelport.models.hardware import HardwareOption, UnknownHardwareError, find_option, local_cpu_option
+from modelport.models.hardware import (
+    HardwareOption,
+    UnknownHardwareError,
+    cpu_supports_bf16,
+    find_option,
+    local_cpu_option,
+)
 from modelport.models.inspect import ModelInfo, ModelInspectError, inspect_model
 from modelport.models.planner import OptionFit, PlanRequest, check_fit
 from modelport.models.pull import default_ref, remote_for
@@ -251,5 +257,9 @@ def engine_plan(deployment: Deployment) -> EnginePlan:
     # on the CPU an engine gets the builtin engine's context and the KV bytes the concurrency needs
     values = flag_values(flags)
     kv = values.get("--kv-cache-memory", "").removesuffix("B")
-    context = ["--max-model-len", values["--max-model-len"]] if "--max-model-len" in values else []
-    return EnginePlan(planned, context, int(kv) if kv.isdigit() else None)
+    engine_flags = ["--max-model-len", values["--max-model-len"]] if "--max-model-len" in values else []
+    if not cpu_supports_bf16():
+        # the builtin engine's rule: without native bf16 instructions, float32 is several times
+        # faster (vLLM on an AVX2-only CPU: 111.9 tok/s at 32 streams in float32, 35.4 in bf16)
+        engine_flags += ["--dtype", "float32"]
+    return EnginePlan(planned, engine_flags, int(kv) if kv.isdigit() else None)

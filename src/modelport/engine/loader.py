@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
+from modelport.models.hardware import cpu_supports_bf16
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,6 @@ def pick_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
     return dev
-
-
-def cpu_supports_bf16() -> bool:
-    """bf16 is only fast where the CPU has native bf16 instructions (AVX512-BF16, AMX, Arm BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in (" avx512_bf16", " amx_bf16", " bf16"))
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -201,3 +201,12 @@ def default_prices() -> dict[str, float]:
     """Prices from the file MODELPORT_HARDWARE_PRICES names, or none (the catalog's defaults)."""
     path = envs.HARDWARE_PRICES.get()
     return load_prices(Path(path).expanduser()) if path else {}
+
+
+def cpu_supports_bf16() -> bool:
+    """bf16 is only fast where the CPU has native bf16 instructions (AVX512-BF16, AMX, Arm BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_bf16", " amx_bf16", " bf16"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelport.control.fit import Deployment, admission_problem, fit_for, planned_args
+from modelport.control.fit import Deployment, admission_problem, engine_plan, fit_for, planned_args
 from modelport.models.cache import ModelCache
 from modelport.models.hardware import find_option, local_cpu_option
 from tests.model_headers import SMALL_LLAMA, llama_tensors, write_hub_folder
@@ -93,3 +93,24 @@ def test_what_cannot_be_inspected_is_not_judged(tmp_path: Path) -> None:
     assert planned_args(deployment("acme/not-pulled")) == []
     unknown = Deployment(str(tmp_path), None, (), None, None)  # an instance type the catalog lacks
     assert fit_for(unknown, cache) is None
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_an_engine_on_the_cpu_gets_the_context_kv_bytes_and_dtype_of_the_builtin_plan(
+    llama_8b: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
+) -> None:
+    monkeypatch.setattr("modelport.control.fit.cpu_supports_bf16", lambda: native_bf16)
+    plan = engine_plan(deployment(llama_8b, "--max-model-len", "4096", concurrent=2))
+    assert plan.engine_flags[:2] == ["--max-model-len", "4096"]
+    assert plan.engine_flags[2:] == ([] if native_bf16 else ["--dtype", "float32"])
+    assert plan.cpu_kv_cache_bytes == 2 * 4096 * 128 * 1024  # two sequences of 4096 tokens, 128 KiB each
+    assert plan.builtin_args == [
+        "--kv-cache-memory",
+        f"{plan.cpu_kv_cache_bytes}B",
+    ]  # the user set the context
+
+
+def test_an_engine_on_a_gpu_gets_the_planners_vllm_flags(llama_8b: Path) -> None:
+    plan = engine_plan(deployment(llama_8b, instance="nvidia-h100"))
+    assert plan.cpu_kv_cache_bytes is None
+    assert "--gpu-memory-utilization" in plan.engine_flags and "--tensor-parallel-size" in plan.engine_flags

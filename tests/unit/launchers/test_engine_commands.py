@@ -139,6 +139,18 @@ def test_vllm_on_cpu_sizes_its_kv_cache_in_whole_gib() -> None:
     assert "VLLM_CPU_KVCACHE_SPACE" not in launch_vllm(revision("vllm")).env
 
 
+def test_vllm_on_a_small_cpu_computes_on_every_core() -> None:
+    small = launch_vllm(revision("vllm"), (), cpu_kv_cache_bytes=2**30, cpu_count=2)
+    assert small.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert (
+        "VLLM_CPU_NUM_OF_RESERVED_CPU"
+        not in launch_vllm(revision("vllm"), (), cpu_kv_cache_bytes=1, cpu_count=8).env
+    )
+    assert (
+        "VLLM_CPU_NUM_OF_RESERVED_CPU" not in launch_vllm(revision("vllm"), cpu_count=2).env
+    )  # a GPU replica
+
+
 def test_vllm_sleep_mode_and_speculative_decoding_from_the_image_config() -> None:
     config = {"sleepMode": True, "speculativeModel": "/models/draft-1b", "numSpeculativeTokens": 4}
     spec = launch_vllm(revision("vllm", config=config), ())
