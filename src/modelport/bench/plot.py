@@ -68,12 +68,7 @@ def plot_result(result: BenchResult, path: Path) -> Path:
         f"{result.model}: concurrency {cfg.concurrency}, {len(ok)}/{len(result.records)} ok, "
         f"{result.output_throughput:,.1f} output tok/s"
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_comparison(
@@ -99,12 +94,7 @@ def plot_comparison(
     ax.set_ylabel("output tok/s")
     ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_engines(
@@ -180,6 +170,12 @@ def plot_engines(
         cold.legend(fontsize=8)
 
     fig.suptitle("\n".join(textwrap.wrap(title, 140)), fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path | str) -> Path:
+    """Lay out, write (making the folder) and close a figure."""
+    plt = _pyplot()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

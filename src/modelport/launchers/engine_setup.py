@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from modelport.launchers.engine_install import MARKER, EngineInstall, find_engine
+from modelport.launchers.engine_install import MARKER, EngineInstall, find_engine, read_marker
 
 INSTALLABLE = ("vllm", "llamacpp")
 DEFAULT_VERSIONS = {"vllm": "0.32.0", "llamacpp": "0.3.36"}
@@ -272,8 +272,6 @@ def _write_marker(folder: Path, data: dict[str, object]) -> None:
 
 def describe(install: EngineInstall) -> dict[str, object]:
     """What `engines list --json` shows of an install."""
-    from modelport.launchers.engine_install import read_marker
-
     marker = read_marker(install.folder) if install.folder else None
     return {
         "kind": install.kind,
