@@ -72,6 +72,7 @@ from modelport.bench.process import ManagedServer, free_port
 from modelport.bench.report import result_to_dict
 from modelport.bench.result import BenchResult
 from modelport.launchers.engine_install import find_engine
+from modelport.runtime.local import replica_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / ".bench" / "smollm-135m"
@@ -175,13 +176,14 @@ class EngineRun:
 
 def replica_processes(data_dir: Path) -> list[psutil.Process]:
     """Every process of the replicas of the control plane using ``data_dir``: those with its
-    MODELPORT_REPLICA_ID and MODELPORT_DATA_DIR (children inherit them), and their descendants
-    (a process that sets its title, as vLLM's EngineCore does, no longer shows its environment)."""
+    MODELPORT_REPLICA_ID and MODELPORT_DATA_DIR (in their environment, or the title of a replica
+    forked from the preloaded Python), and their descendants (a process that sets its title, as
+    vLLM's EngineCore does, no longer shows its environment)."""
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter():
         try:
-            env = proc.environ()
-            if env.get("MODELPORT_REPLICA_ID") and env.get("MODELPORT_DATA_DIR") == str(data_dir):
+            marks = replica_identity(proc)
+            if marks and marks.get("MODELPORT_DATA_DIR") == str(data_dir):
                 found.setdefault(proc.pid, proc)
                 for child in proc.children(recursive=True):
                     found.setdefault(child.pid, child)
@@ -348,9 +350,32 @@ def cold_start(cp: ControlPlane, name: str, index: int, s: Settings) -> dict[str
     headers = {"authorization": f"Bearer {cp.token}", "x-scale-up-timeout": str(HOLD_S)}
     sent = time.time()
     first = first_token(cp.endpoint_url(name), headers)
-    run = {"run": index, "first_token_s": first - sent, "foreign_cpu_percent_before": busy}
+    run = {"run": index, "first_token_s": first - sent, "foreign_cpu_percent_before": busy,
+           "forked_from_preload": forked_from_preload(cp)}  # fmt: skip
     console.print(f"  cold start {index + 1}: first token after {run['first_token_s']:.1f} s")
     return run
+
+
+def forked_from_preload(cp: ControlPlane) -> bool:
+    """Whether the running replica was forked from the control plane's preloaded Python."""
+    for proc in replica_processes(cp.data_dir):
+        with suppress(psutil.Error):
+            parent = proc.parent()
+            if parent is not None and "modelport.runtime.preload_server" in parent.cmdline():
+                return True
+    return False
+
+
+def wait_preloaded(cp: ControlPlane, timeout_s: float = 180.0) -> None:
+    """Until the control plane's preloaded Python has its imports done (as a user's control plane
+    has long before its first cold start); returns at once where preloading is off."""
+    log = cp.data_dir / "replicas" / "preload.log"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and os.environ.get("MODELPORT_REPLICA_PRELOAD", "1") != "0":
+        with suppress(OSError):
+            if "modules imported" in log.read_text():
+                return
+        time.sleep(0.2)
 
 
 def engine_settings(cp: ControlPlane) -> dict[str, Any]:
@@ -406,6 +431,8 @@ def measure_engine(cp: ControlPlane, engine: str, s: Settings, run: EngineRun) -
     cp.client.create_endpoint(name, model=str(model), **options)
     # at zero before anything starts: the first request's wake is this engine's first start
     cp.to_zero(name)
+    if engine == "builtin":
+        wait_preloaded(cp)
     run.settings["compile_cache_bytes_before_first_start"] = folder_bytes(cache)
     for i in range(1 + s.runs):
         if i:

@@ -14,6 +14,7 @@ from types import TracebackType
 import httpx
 import psutil
 
+from modelport.runtime.local import replica_identity
 from tests.server_process import free_port
 
 
@@ -134,14 +135,15 @@ def replica_processes(data_dir: Path) -> list[psutil.Process]:
 
 def engine_processes(data_dir: Path) -> list[psutil.Process]:
     """Every process of any engine's replicas (children too) of a control plane using this data dir:
-    the control plane gives each replica MODELPORT_REPLICA_ID, and children inherit it."""
+    the control plane gives each replica MODELPORT_REPLICA_ID, and children inherit it (a replica
+    forked from the preloaded Python shows it in its title)."""
     found = []
     for proc in psutil.process_iter():
         try:
-            env = proc.environ()
+            marks = replica_identity(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if env.get("MODELPORT_REPLICA_ID") and env.get("MODELPORT_DATA_DIR") == str(data_dir):
+        if marks and marks.get("MODELPORT_DATA_DIR") == str(data_dir):
             found.append(proc)
     return found
 

@@ -6,7 +6,9 @@ Three measurements of one model folder:
 - a replica started directly (`modelport serve`): when each start phase ended (the replica's
   own `modelport:startup_phase_seconds`), when /health first answered, and the first token;
 - through the gateway: an endpoint scaled to zero gets one streamed request; the time to its
-  first token, split into wake → process spawned → the replica's phases → routed → first token;
+  first token, split into wake → process spawned → the replica's phases → routed → first token.
+  The control plane forks the replica from its preloaded Python (runtime/preload.py) unless
+  MODELPORT_REPLICA_PRELOAD=0; whether it did, and what that Python holds idle, are recorded;
 - with a warm standby (`warmStandby: 1`): the same request at zero, served by the loaded
   standby, and what the standby costs while idle (its resident memory).
 
@@ -60,6 +62,7 @@ class StartRun:
     spawned_s: float  # the replica's process was created
     phases: dict[str, float]  # end of each start phase
     healthy_s: float | None = None  # /health first answered 200 (direct runs)
+    forked: bool | None = None  # forked from the control plane's preloaded Python (gateway runs)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class ColdStartReport:
     gateway: list[StartRun] = field(default_factory=list)
     standby: list[StandbyRun] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    preload_rss_bytes: int | None = None  # the control plane's preloaded Python, idle
 
     def median(self, runs: list[StartRun] | list[StandbyRun], key: str) -> float | None:
         values = [_get(run, key) for run in runs]
@@ -232,8 +236,10 @@ def cold_endpoint(
 
 def gateway_cold_starts(
     model: Path, runs: int, log_dir: Path, progress: Progress, between: Callable[[], None] = lambda: None
-) -> list[StartRun]:
+) -> tuple[list[StartRun], int | None]:
+    """The runs, and the resident memory of the control plane's preloaded Python (if it has one)."""
     out = []
+    preload_rss = None
     with cold_endpoint(model, log_dir) as (api, endpoint_url, up_pid):
         for i in range(runs):
             api.post("/v2/endpoint/default/cold/scale-to-zero").raise_for_status()
@@ -244,11 +250,26 @@ def gateway_cold_starts(
             progress(f"gateway run {i + 1}/{runs}: request at zero replicas")
             sent = time.time()
             first = first_token(endpoint_url, {"x-scale-up-timeout": "600"})
-            argv = _replica(up_pid).cmdline()
+            replica = _replica(up_pid)
+            argv = replica.cmdline()
             created, phases = scrape_phases(f"http://127.0.0.1:{argv[argv.index('--port') + 1]}")
             offset = created - sent
-            out.append(StartRun(first - sent, offset, {k: v + offset for k, v in phases.items()}))
-    return out
+            preloader = _preloader(up_pid)
+            forked = preloader is not None and replica.ppid() == preloader.pid
+            if preloader is not None:
+                preload_rss = preloader.memory_info().rss
+            out.append(
+                StartRun(first - sent, offset, {k: v + offset for k, v in phases.items()}, forked=forked)
+            )
+    return out, preload_rss
+
+
+def _preloader(up_pid: int) -> psutil.Process | None:
+    for child in psutil.Process(up_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "modelport.runtime.preload_server" in child.cmdline():
+                return child
+    return None
 
 
 def standby_starts(model: Path, runs: int, log_dir: Path, progress: Progress) -> list[StandbyRun]:
@@ -286,7 +307,8 @@ def _wait_state(api: httpx.Client, state: str, timeout_s: float = 600, standby: 
 
 def _replicas(up_pid: int) -> list[psutil.Process]:
     found = []
-    for child in psutil.Process(up_pid).children():
+    # a replica forked from the preloaded Python is a grandchild of `up`
+    for child in psutil.Process(up_pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if "serve" in child.cmdline():
                 found.append(child)
@@ -324,8 +346,10 @@ def run_cold_start(model: Path, runs: int, log_dir: Path, progress: Progress) ->
         progress(f"floor sample and direct run {i + 1}/{runs}")
         sampler.sample()
         direct.append(direct_cold_start(model, log_dir))
-    gateway = gateway_cold_starts(model, runs, log_dir, progress, between=sampler.sample)
+    gateway, preload_rss = gateway_cold_starts(model, runs, log_dir, progress, between=sampler.sample)
     standby = standby_starts(model, runs, log_dir, progress)
-    report = ColdStartReport(str(model), sampler.floor(), direct, gateway, standby)
+    report = ColdStartReport(
+        str(model), sampler.floor(), direct, gateway, standby, preload_rss_bytes=preload_rss
+    )
     report.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     return report

@@ -104,7 +104,7 @@ def cold_start_table(report: ColdStartReport) -> Table:
         title=f"Cold start of {report.model} (medians of {len(report.direct)} runs; seconds)",
         caption=f"floor {floor.total_s:.2f} s = imports {floor.import_s:.2f} s + reading "
         f"{floor.weight_bytes / 2**20:.1f} MiB of weights {floor.read_s:.3f} s; "
-        f"first token via gateway: {ratio}{_standby_note(report)}",
+        f"first token via gateway: {ratio}{_preload_note(report)}{_standby_note(report)}",
     )
     table.add_column("step")
     table.add_column("direct (from spawn)", justify="right")
@@ -116,6 +116,15 @@ def cold_start_table(report: ColdStartReport) -> Table:
             _fmt(report.median(report.gateway, key), 2),
         )
     return table
+
+
+def _preload_note(report: ColdStartReport) -> str:
+    forked = [run.forked for run in report.gateway]
+    if not any(forked):
+        return " (replicas started as new Pythons)"
+    rss = report.preload_rss_bytes
+    held = f", which holds {rss / 2**20:.0f} MiB idle" if rss else ""
+    return f" ({sum(map(bool, forked))} of {len(forked)} forked from the preloaded Python{held})"
 
 
 def _standby_note(report: ColdStartReport) -> str:

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelport import __version__
+from modelport import __version__, envs
 from modelport.control.api import admin_check, control_router
 from modelport.control.autoscaler import Autoscaler, AutoscalerSettings
 from modelport.control.keys import KeyService, sync_keys
@@ -75,7 +75,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     except StoreBusy:
         store.close()
         raise
-    runtime = runtime or LocalRuntime(config.replica_log_dir)
+    runtime = runtime or LocalRuntime(config.replica_log_dir, preload=envs.replica_preload())
     table = RoutingTable()
     loop = ControlLoop(store, runtime, table, utc_now, config.loop)
     base = config.public_url.rstrip("/")
@@ -116,6 +116,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         for body in config.bootstrap:
             with contextlib.suppress(ControlError):  # already there (or its name clashes): keep it
                 await asyncio.to_thread(service.create, "default", body)
+        await runtime.prepare()
         task = asyncio.create_task(loop.run())
         key_sync = asyncio.create_task(sync_keys(store, ring))
         scaling = asyncio.create_task(autoscaler.run())

@@ -52,8 +52,19 @@ _phase_seconds = Gauge(
     ["phase"],
     registry=registry,
 )
-Gauge(
+_created_gauge = Gauge(
     "modelport:process_created_timestamp_seconds",
     "When this replica's process was created (unix time).",
     registry=registry,
-).set(_created)
+)
+_created_gauge.set(_created)
+
+
+def restart_clock() -> None:
+    """Start the phases from now: for a replica forked from a pre-imported Python (whose module
+    state, this clock included, was set up in the parent)."""
+    global _created
+    _created = process_created_at()
+    _created_gauge.set(_created)
+    _marked.clear()
+    _phase_seconds.clear()

@@ -64,6 +64,10 @@ class ReplicaObservation:
 class Runtime(Protocol):
     name: str
 
+    async def prepare(self) -> None:
+        """Get ready to start replicas fast (work that may go on in the background)."""
+        ...
+
     async def start(self, spec: LaunchSpec) -> ReplicaHandle: ...
 
     async def observe(self, handle: ReplicaHandle) -> ReplicaObservation: ...

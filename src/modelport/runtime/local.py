@@ -23,6 +23,7 @@ import psutil
 
 from modelport import envs
 from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaObservation, ReplicaPhase
+from modelport.runtime.preload import Preloader
 
 EXIT_LINES = 20  # log lines an EXITED observation carries
 PROBE_TIMEOUT_S = 2.0
@@ -107,13 +108,33 @@ def _signal_replica_group(handle: ReplicaHandle, sig: signal.Signals) -> None:
     _signal_group(handle.pid, sig)
 
 
+def replica_identity(proc: psutil.Process) -> dict[str, str]:
+    """MODELPORT_REPLICA_ID and MODELPORT_DATA_DIR of a process (empty if it is no replica):
+    from its environment, or from the title of one forked from the preloaded Python, whose
+    /proc environ cannot show them. Raises psutil.Error for a process that cannot be read."""
+    names = [var.name for var in envs.IDENTITY_VARS]
+    env = proc.environ()
+    if env.get(envs.REPLICA_ID.name):
+        return {name: env[name] for name in names if name in env}
+    found = {}
+    for arg in proc.cmdline():
+        name, sep, value = arg.partition("=")
+        if sep and name in names:
+            found[name] = value
+    return found if envs.REPLICA_ID.name in found else {}
+
+
+def _started_for(proc: psutil.Process, replica_id: str) -> bool:
+    return replica_identity(proc).get(envs.REPLICA_ID.name) == replica_id
+
+
 def _kill_by_replica_id(replica_id: str) -> int:
     """SIGKILL the process groups led by processes started for this replica id, and wait (up to
     5 s) until the leaders are gone, so a replica started next under this id finds them dead."""
     killed: list[psutil.Process] = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(envs.REPLICA_ID.name) != replica_id or os.getpgid(proc.pid) != proc.pid:
+            if os.getpgid(proc.pid) != proc.pid or not _started_for(proc, replica_id):
                 continue
         except (psutil.Error, ProcessLookupError):
             continue
@@ -139,22 +160,64 @@ def _wait_dead(procs: list[psutil.Process], timeout_s: float) -> None:
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, log_dir: Path | None = None) -> None:
+    def __init__(self, log_dir: Path | None = None, preload: bool = False) -> None:
+        """`preload`: fork builtin replicas from a pre-imported Python (see runtime/preload.py)."""
         self.log_dir = log_dir or envs.data_dir() / "replicas"
         # our own children, by pid, with their create_time: polled so they never stay zombies
         self._children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
         self._exit_codes: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(PROBE_TIMEOUT_S))
+        self._preloader = (
+            Preloader(self.log_dir / "preload.log", envs.process_environment()) if preload else None
+        )
+        # replicas the preloader forked: pid -> create_time, for their exit codes
+        self._forked: OrderedDict[int, float] = OrderedDict()
+
+    async def prepare(self) -> None:
+        # on this thread, not a worker's: the preloaded Python dies with the thread that started it
+        if self._preloader is not None:
+            self._preloader.start()
 
     async def start(self, spec: LaunchSpec) -> ReplicaHandle:
         port = free_port()
         argv = [arg.replace("{port}", str(port)) for arg in spec.command]
         log_path = self.log_dir / f"{spec.replica_id}.log"
+        env = {**envs.process_environment(), **spec.env, envs.REPLICA_ID.name: spec.replica_id}
+        pid = None
+        if self._preloader is not None:
+            await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+            pid = await asyncio.to_thread(self._preloader.spawn, argv, env, log_path, spec.replica_id)
+        if pid is None:
+            pid = await self._spawn(argv, env, log_path)
+        try:  # unreaped, the child is at worst a zombie here, which still has its create_time
+            create_time = psutil.Process(pid).create_time()
+        except psutil.Error:
+            _signal_group(pid, signal.SIGKILL)  # a replica without a handle would leak
+            if pid in self._children:
+                self._children.pop(pid)[0].wait()
+            raise
+        if pid in self._children:
+            self._children[pid] = (self._children[pid][0], create_time)
+        else:
+            self._forked[pid] = create_time
+            while len(self._forked) > _KEPT_EXIT_CODES:
+                self._forked.popitem(last=False)
+        return ReplicaHandle(
+            replica_id=spec.replica_id,
+            runtime=self.name,
+            pid=pid,
+            create_time=create_time,
+            port=port,
+            log_path=str(log_path),
+            health_path=spec.health_path,
+        )
+
+    async def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path) -> int:
         fd = await asyncio.to_thread(self._open_log, log_path)
         try:
             proc = subprocess.Popen(
                 argv,
-                env={**envs.process_environment(), **spec.env, envs.REPLICA_ID.name: spec.replica_id},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=subprocess.STDOUT,
@@ -162,22 +225,8 @@ class LocalRuntime:
             )
         finally:
             os.close(fd)
-        try:  # unreaped, the child is at worst a zombie here, which still has its create_time
-            create_time = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            _signal_group(proc.pid, signal.SIGKILL)  # a replica without a handle would leak
-            proc.wait()
-            raise
-        self._children[proc.pid] = (proc, create_time)
-        return ReplicaHandle(
-            replica_id=spec.replica_id,
-            runtime=self.name,
-            pid=proc.pid,
-            create_time=create_time,
-            port=port,
-            log_path=str(log_path),
-            health_path=spec.health_path,
-        )
+        self._children[proc.pid] = (proc, 0.0)  # create_time filled in by start
+        return proc.pid
 
     async def discard(self, replica_id: str) -> int:
         return await asyncio.to_thread(_kill_by_replica_id, replica_id)
@@ -202,17 +251,22 @@ class LocalRuntime:
             self._exit_codes.popitem(last=False)
         return False
 
-    def _exit_code(self, handle: ReplicaHandle) -> int | None:
-        """The exit code of our reaped child (negative: killed by that signal); None if not ours."""
+    async def _exit_code(self, handle: ReplicaHandle) -> int | None:
+        """The exit code of a replica we started (negative: killed by that signal); None if not ours."""
         known = self._exit_codes.get(handle.pid)
-        return known[1] if known is not None and _same_time(known[0], handle.create_time) else None
+        if known is not None and _same_time(known[0], handle.create_time):
+            return known[1]
+        forked = self._forked.get(handle.pid)
+        if self._preloader is None or forked is None or not _same_time(forked, handle.create_time):
+            return None
+        return await asyncio.to_thread(self._preloader.exit_code, handle.pid)
 
     async def observe(self, handle: ReplicaHandle) -> ReplicaObservation:
         if not self._alive(handle):
             # an exited replica leaves nothing behind: its workers would hold the port or GPU memory
             _signal_replica_group(handle, signal.SIGKILL)
             lines = await asyncio.to_thread(tail_lines, Path(handle.log_path), EXIT_LINES)
-            return ReplicaObservation(handle, ReplicaPhase.EXITED, self._exit_code(handle), lines)
+            return ReplicaObservation(handle, ReplicaPhase.EXITED, await self._exit_code(handle), lines)
         try:
             response = await self._http.get(f"{self.address(handle)}{handle.health_path}")
             phase = ReplicaPhase.READY if response.status_code == 200 else ReplicaPhase.STARTING
@@ -240,5 +294,8 @@ class LocalRuntime:
         return await asyncio.to_thread(tail_lines, Path(handle.log_path), tail)
 
     async def close(self) -> None:
-        """Releases the probe client; replicas keep running (a restarted control plane re-adopts them)."""
+        """Releases the probe client and the preloaded Python; replicas keep running (a restarted
+        control plane re-adopts them)."""
         await self._http.aclose()
+        if self._preloader is not None:
+            await asyncio.to_thread(self._preloader.close)
