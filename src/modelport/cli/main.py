@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelport import envs
+from modelport.cli.audit_cmd import audit_app
 from modelport.cli.bench_cmd import bench_app
 from modelport.cli.demo_cmd import demo_app
 from modelport.cli.endpoints_cmd import endpoints_app
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.command("serve")(serve)
 app.command("up")(up)
 app.command("plan")(plan_command)
+app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")
 app.add_typer(endpoints_app, name="endpoints")

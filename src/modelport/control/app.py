@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport import __version__, envs
+from modelport.control.admin_audit import AdminAudit
 from modelport.control.api import admin_check, control_router
 from modelport.control.autoscaler import Autoscaler, AutoscalerSettings
 from modelport.control.keys import KeyService, sync_keys
@@ -84,7 +85,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     ring = KeyRing(config.admin_token_hash)
     ring.replace(store.keys.list())
     keys = KeyService(store, ring, utc_now)
-    usage_log = UsageLog(store.usage)
+    usage_log = UsageLog(store.usage, audit=store.audit)
 
     def is_admin(authorization: str | None) -> bool:
         try:
@@ -146,6 +147,21 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
 
+    def actor_of(authorization: str | None) -> str:
+        try:
+            return ring.authenticate(authorization, utc_now()).key_id or "admin-token"
+        except AuthError:
+            return "anonymous"
+
+    app.add_middleware(
+        AdminAudit,
+        audit=store.audit,
+        actor_of=actor_of,
+        endpoint_state=lambda ns, name: _quietly(service.get, ns, name),
+        key_state=lambda key_id: _quietly(keys.get, key_id),
+        now=utc_now,
+    )
+
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> Response:
         return JSONResponse({"error": exc.message, "error_type": exc.error_type or "bad_request"}, exc.status)
@@ -180,6 +196,14 @@ class ControlPlaneApp:
             await self.gateway(scope, receive, send)
         else:
             await self.api(scope, receive, send)
+
+
+def _quietly(read: Callable[..., dict[str, Any]], *args: str) -> dict[str, Any] | None:
+    """A resource's current state for the audit trail, or None where there is none."""
+    try:
+        return read(*args)
+    except (ControlError, NotFound):
+        return None
 
 
 def _seed_budgets(gateway: Gateway, store: Store) -> None:

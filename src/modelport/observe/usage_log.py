@@ -1,8 +1,9 @@
 """The gateway's usage log: records are queued in memory and written to the store in batches.
 
 A request never waits for the database: `record` appends, and a background task writes what
-has gathered every `interval_s` in one transaction. A failed write keeps the batch and retries
-on the next flush, and `close` writes whatever is left, so a clean shutdown loses nothing.
+has gathered every `interval_s` in one transaction, together with each request's record in
+the audit trail (its metadata: never any prompt or completion text). A failed write keeps the
+batch and retries on the next flush, and `close` writes whatever is left, so a clean shutdown loses nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 
+from modelport.observe.audit_chain import AuditEntry, timestamp
+from modelport.store.audit import AuditStore
 from modelport.store.records import UsageRecord
 from modelport.store.usage import UsageStore
 
@@ -18,8 +21,9 @@ log = logging.getLogger("modelport.usage")
 
 
 class UsageLog:
-    def __init__(self, store: UsageStore, interval_s: float = 1.0) -> None:
+    def __init__(self, store: UsageStore, interval_s: float = 1.0, audit: AuditStore | None = None) -> None:
         self.store = store
+        self.audit = audit
         self.interval_s = interval_s
         self._pending: list[UsageRecord] = []
         self._task: asyncio.Task[None] | None = None
@@ -37,10 +41,18 @@ class UsageLog:
             if not batch:
                 return
             try:
-                await asyncio.to_thread(self.store.add, batch)
+                await asyncio.to_thread(self._write, batch)
             except Exception:
                 log.exception("writing %d usage records failed; retrying", len(batch))
                 self._pending[:0] = batch
+
+    def _write(self, batch: list[UsageRecord]) -> None:
+        if self.audit is None:
+            self.store.add(batch)
+            return
+        with self.store.engine.begin() as conn:  # both or neither: a retry never counts twice
+            self.store.add(batch, conn)
+            self.audit.append([audit_entry(r) for r in batch], conn)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -53,3 +65,25 @@ class UsageLog:
         while True:
             await asyncio.sleep(self.interval_s)
             await self.flush()
+
+
+def audit_entry(record: UsageRecord) -> AuditEntry:
+    """A request's line in the audit trail: who called what, how it ended, what it cost."""
+    return AuditEntry(
+        kind="inference",
+        actor=record.key_id or "anonymous",
+        action=record.path,
+        target=f"{record.namespace}/{record.endpoint}",
+        at=timestamp(record.started_at),
+        request_id=record.request_id,
+        detail={
+            "served_by": record.served_by,
+            "policy": record.policy,
+            "replica_id": record.replica_id,
+            "status": record.status,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "latency_ms": round(record.latency_ms, 3),
+            "first_byte_ms": None if record.first_byte_ms is None else round(record.first_byte_ms, 3),
+        },
+    )

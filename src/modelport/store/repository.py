@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
 from modelport.store import tables
+from modelport.store.audit import AuditStore
 from modelport.store.errors import AlreadyExists, NotFound, Stale, StoreBusy, StoreError
 from modelport.store.keys import KeyStore
 from modelport.store.records import (
@@ -56,6 +57,7 @@ class Store:
         self.engine = engine
         self.keys = KeyStore(engine)
         self.usage = UsageStore(engine)
+        self.audit = AuditStore(engine)
         self.scaling_events = ScalingEventStore(engine)
         self._claim: Connection | int | None = None  # what holds the control-plane lock
 

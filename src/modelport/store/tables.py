@@ -143,3 +143,31 @@ scaling_events = Table(
     Column("reason", Text, nullable=False),
     Column("inputs", JSON, nullable=False),  # the signals the decision saw
 )
+
+# the audit trail: append-only, hash-chained (observe/audit_chain.py); every field is the exact
+# string that was hashed, so a database cannot change what verification reads
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False, index=True),  # ISO 8601 UTC: sorts as time does
+    Column("kind", String(16), nullable=False),  # admin | inference
+    Column("actor", String(64), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("detail", Text, nullable=False),  # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# one row once a retention purge ran: the last purged record, which the first kept one links to
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("purged_at", String(32), nullable=False),
+)

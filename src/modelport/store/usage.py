@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from modelport.store import tables
 from modelport.store.records import UsageRecord
@@ -19,12 +19,16 @@ class UsageStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, records: Sequence[UsageRecord]) -> None:
-        """Insert a batch in one transaction (the gateway flushes a few times a second)."""
+    def add(self, records: Sequence[UsageRecord], conn: Connection | None = None) -> None:
+        """Insert a batch in one transaction (`conn`'s, if given; the gateway flushes a few times
+        a second)."""
         if not records:
             return
-        with self.engine.begin() as conn:
+        if conn is not None:
             conn.execute(insert(_t), [dataclasses.asdict(r) for r in records])
+            return
+        with self.engine.begin() as own:
+            own.execute(insert(_t), [dataclasses.asdict(r) for r in records])
 
     def by_endpoint(self, key_id: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
         """Requests and tokens per (namespace, endpoint served), optionally for one key / since a time."""

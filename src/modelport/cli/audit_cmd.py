@@ -1,0 +1,110 @@
+"""`modelport audit verify|export|purge`: the hash-chained audit trail, read from the store itself
+(not through the API of the installation it audits)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from modelport import envs
+from modelport.cli.durations import parse_duration
+
+audit_app = typer.Typer(help="Verify, export and purge the audit trail.", no_args_is_help=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(help="The control plane's store; default: MODELPORT_DATABASE_URL or the data dir's SQLite."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _store(database_url: str | None) -> Any:
+    from modelport.store.repository import Store
+
+    return Store.open(database_url or envs.database_url())
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"expected a time such as 2026-12-01 or 2026-12-01T09:30Z, got {text!r}",
+                                 param_hint=option) from None  # fmt: skip
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit_app.command("verify")
+def verify_command(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """Check every record's hash and link; exit 1 naming the first record that fails."""
+    store = _store(database_url)
+    try:
+        report = store.audit.verify()
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    elif report.ok:
+        since = f", after record {report.anchor_seq} (earlier ones purged)" if report.anchor_seq else ""
+        typer.echo(f"audit trail verified: {report.checked} records intact{since}")
+    else:
+        typer.echo(f"audit trail BROKEN at record {report.first_bad_seq}: {report.reason}", err=True)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("export")
+def export_command(
+    start: Annotated[str | None, typer.Option("--from", help="From this time (ISO 8601, UTC).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Up to (not including) this time.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Records as JSON lines, with their hashes (so others can check the chain)."""
+    store = _store(database_url)
+    try:
+        for record in store.audit.records(_when(start, "--from"), _when(end, "--to")):
+            line = {**record.__dict__, "detail": json.loads(record.detail)}
+            sys.stdout.write(json.dumps(line, sort_keys=True) + "\n")
+    finally:
+        store.close()
+
+
+@audit_app.command("purge")
+def purge_command(
+    older_than: Annotated[str, typer.Option(help="Delete records older than this: 90d, 12h, 3600.")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old records; what is left still verifies (the last purged hash is kept)."""
+    from modelport.observe.audit_chain import AuditEntry, timestamp
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    now = datetime.now(UTC)
+    before = now - timedelta(seconds=seconds)
+    store = _store(database_url)
+    try:
+        try:
+            deleted = store.audit.purge(before, now)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        # the purge is itself on the record
+        entry = AuditEntry(kind="admin", actor=f"cli:{getpass.getuser()}", action="audit purge",
+                           target="audit", at=timestamp(now),
+                           detail={"deleted": deleted, "before": timestamp(before)})  # fmt: skip
+        store.audit.append([entry])
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps({"deleted": deleted, "before": timestamp(before)}))
+    else:
+        typer.echo(f"purged {deleted} audit records older than {timestamp(before)}")

@@ -1,0 +1,95 @@
+"""The audit trail in real SQLite and PostgreSQL: appends chain across batches and with usage
+records in one transaction; export windows; purges that keep the rest verifiable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from modelport.observe.audit_chain import AuditEntry, timestamp
+from modelport.observe.usage_log import audit_entry
+from modelport.store import tables
+from modelport.store.records import UsageRecord
+from modelport.store.repository import Store
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store.open(store_url)
+    yield s
+    s.close()
+
+
+def entry(i: int, kind: str = "admin") -> AuditEntry:
+    return AuditEntry(kind=kind, actor="admin-token", action="PUT /v2/endpoint/{namespace}/{name}",
+                      target="default/chat", at=timestamp(T0 + timedelta(minutes=i)), source="127.0.0.1",
+                      request_id=f"r{i}", detail={"status": 200, "changes": {"min": [0, i]}})  # fmt: skip
+
+
+def usage(i: int) -> UsageRecord:
+    return UsageRecord(request_id=f"u{i}", key_id="abc123", namespace="default", endpoint="chat",
+                       served_by="chat", policy=None, replica_id="rep1", path="/v1/completions", status=200,
+                       prompt_tokens=7, completion_tokens=3 + i, latency_ms=12.5, first_byte_ms=3.25,
+                       started_at=T0 + timedelta(minutes=i))  # fmt: skip
+
+
+def test_batches_chain_on_and_verify(store: Store) -> None:
+    store.audit.append([entry(0), entry(1)])
+    store.audit.append([entry(2)])
+    with store.engine.begin() as conn:  # as the usage log writes: usage and audit together
+        batch = [usage(3), usage(4)]
+        store.usage.add(batch, conn)
+        store.audit.append([audit_entry(r) for r in batch], conn)
+    records = list(store.audit.records())
+    assert [r.seq for r in records] == [1, 2, 3, 4, 5]
+    assert records[3].kind == "inference" and '"completion_tokens":6' in records[3].detail
+    report = store.audit.verify()
+    assert report.ok and report.checked == 5
+
+
+def test_one_changed_byte_in_the_database_is_named(store: Store) -> None:
+    store.audit.append([entry(i) for i in range(6)])
+    with store.engine.begin() as conn:
+        t = tables.audit_records
+        stored = conn.execute(select(t.c.detail).where(t.c.seq == 4)).scalar_one()
+        changed = stored.replace('"status":200', '"status":201')  # one byte
+        conn.execute(update(t).where(t.c.seq == 4).values(detail=changed))
+    report = store.audit.verify()
+    assert not report.ok and report.first_bad_seq == 4 and report.checked == 3
+
+
+def test_export_windows_by_time(store: Store) -> None:
+    store.audit.append([entry(i) for i in range(10)])
+    window = list(store.audit.records(T0 + timedelta(minutes=3), T0 + timedelta(minutes=6)))
+    assert [r.request_id for r in window] == ["r3", "r4", "r5"]
+
+
+def test_a_purge_keeps_the_rest_verifiable_and_new_records_link_on(store: Store) -> None:
+    store.audit.append([entry(i) for i in range(10)])
+    now = T0 + timedelta(days=1)
+    assert store.audit.purge(T0 + timedelta(minutes=4), now) == 4
+    assert store.audit.anchor()[0] == 4
+    assert [r.seq for r in store.audit.records()][:1] == [5]
+    assert store.audit.verify().ok
+    assert store.audit.purge(T0 + timedelta(days=2), now) == 6  # everything
+    assert store.audit.count() == 0 and store.audit.verify().ok
+    store.audit.append([entry(20)])  # links to the anchor, not to genesis
+    (record,) = store.audit.records()
+    assert record.seq == 11
+    report = store.audit.verify()
+    assert report.ok and report.anchor_seq == 10
+
+
+def test_a_purge_does_not_delete_evidence_of_tampering(store: Store) -> None:
+    store.audit.append([entry(i) for i in range(6)])
+    with store.engine.begin() as conn:
+        t = tables.audit_records
+        conn.execute(update(t).where(t.c.seq == 2).values(actor="someone"))
+    with pytest.raises(ValueError, match="record 2"):
+        store.audit.purge(T0 + timedelta(minutes=4), T0 + timedelta(days=1))
+    assert store.audit.count() == 6
