@@ -15,6 +15,7 @@ from modelport.cli.models_cmd import models_app
 from modelport.cli.plan_cmd import plan_command
 from modelport.cli.serve_cmd import serve
 from modelport.cli.up_cmd import up
+from modelport.cli.usage_cmd import usage_command
 
 app = typer.Typer(
     name="modelport",
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("serve")(serve)
 app.command("up")(up)
 app.command("plan")(plan_command)
+app.command("usage")(usage_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")

@@ -28,6 +28,7 @@ from modelport.control.keys import KeyService, sync_keys
 from modelport.control.keys_api import keys_router
 from modelport.control.loop import ControlLoop, LoopSettings
 from modelport.control.service import ControlError, EndpointService
+from modelport.control.usage_report import usage_router
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, parse_networks
 from modelport.gateway.keys import AuthError, KeyRing
 from modelport.gateway.limits import PERIODS, period_start
@@ -144,6 +145,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     require_admin = admin_check(is_admin)
     app.include_router(control_router(service, runtime, require_admin))
     app.include_router(keys_router(keys, require_admin))
+    app.include_router(usage_router(store, utc_now, require_admin))
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
 

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from modelport import envs
 from modelport.control.fit import Deployment, engine_plan
@@ -42,6 +42,7 @@ from modelport.gateway.access import parse_networks
 from modelport.gateway.routing import ALL_APIS, EndpointView, Route, RoutingTable
 from modelport.launchers.engines import NAMED_ENGINES, Places, engine_apis, launch_spec
 from modelport.launchers.sleep_mode import is_sleeping, put_to_sleep, sleeps, wake_up
+from modelport.observe.billing import ReplicaRun
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
 from modelport.spec.traffic import Traffic
@@ -149,6 +150,8 @@ class ControlLoop:
             if new != replica:
                 await asyncio.to_thread(self.store.put_replica, new)
                 updated[new.id] = new
+            if seen.phase == ReplicaPhase.EXITED and new.exited_at is not None:
+                await asyncio.to_thread(self.store.runs.close, replica.id, new.exited_at)
         for replica in replicas:  # stops that a previous control plane left half done
             if replica.phase == STOPPING and replica.id not in self._stops:
                 self._stops[replica.id] = asyncio.create_task(self._stop(replica))
@@ -157,6 +160,7 @@ class ControlLoop:
     async def _interrupted_launch(self, replica: ReplicaRecord) -> ReplicaRecord:
         found = await self.runtime.discard(replica.id)
         log.warning("replica %s: its launch was interrupted; discarded %d process(es)", replica.id[:8], found)
+        await asyncio.to_thread(self.store.runs.close, replica.id, self.now())
         exited = dataclasses.replace(
             replica,
             phase=ReplicaPhase.EXITED.value,
@@ -185,7 +189,7 @@ class ControlLoop:
         waited = (now - replica.started_at).total_seconds()
         if replica.ready_at is None and waited > self.settings.start_timeout_s:
             # counts as a failed start; the stop happens in the background
-            task = asyncio.create_task(self.runtime.stop(seen.handle, self.settings.stop_grace_s))
+            task = asyncio.create_task(self._stop_unready(seen.handle, replica.id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return dataclasses.replace(
@@ -195,6 +199,10 @@ class ControlLoop:
                 last_error=f"not healthy after {waited:.0f} s; stopped",
             )
         return dataclasses.replace(replica, phase=ReplicaPhase.STARTING.value)
+
+    async def _stop_unready(self, handle: ReplicaHandle, replica_id: str) -> None:
+        await self.runtime.stop(handle, self.settings.stop_grace_s)
+        await asyncio.to_thread(self.store.runs.close, replica_id, self.now())
 
     async def _execute(
         self, action: Action, endpoints: dict[int, EndpointRecord], replicas: dict[str, ReplicaRecord]
@@ -286,6 +294,9 @@ class ControlLoop:
                 replica, phase=ReplicaPhase.EXITED.value, exited_at=self.now(), last_error=str(exc)
             )
         await asyncio.to_thread(self.store.put_replica, launched)
+        if launched.handle:  # billed from the process's creation
+            run = _run_of(replica, endpoint, ReplicaHandle.from_json(launched.handle))
+            await asyncio.to_thread(self.store.runs.open, run)
 
     async def _begin_stop(self, replica: ReplicaRecord) -> None:
         self.table.withdraw(replica.id)
@@ -308,6 +319,7 @@ class ControlLoop:
                 await self.runtime.stop(ReplicaHandle.from_json(replica.handle), self.settings.stop_grace_s)
             else:  # stopped mid-launch (e.g. `up` exiting): whatever started under its id goes too
                 await self.runtime.discard(replica.id)
+            await asyncio.to_thread(self.store.runs.close, replica.id, self.now())
             await asyncio.to_thread(self.store.delete_replica, replica.id)
             log.info("stopped replica %s", replica.id[:8])
         except Exception:
@@ -381,3 +393,17 @@ class ControlLoop:
             except NotFound:
                 return None
         return self._revisions[key]
+
+
+def _run_of(replica: ReplicaRecord, endpoint: EndpointRecord, handle: ReplicaHandle) -> ReplicaRun:
+    """The billing run of a replica's process: from the process's own creation time."""
+    return ReplicaRun(
+        replica_id=replica.id,
+        namespace=endpoint.namespace,
+        endpoint=endpoint.name,
+        instance_type=endpoint.instance_type,
+        instance_size=endpoint.instance_size,
+        pid=handle.pid,
+        started_at=datetime.fromtimestamp(handle.create_time, UTC),
+        ended_at=None,
+    )

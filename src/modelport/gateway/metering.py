@@ -6,6 +6,12 @@ that this adds is dropped again, so the client sees exactly the stream it asked 
 else passes byte for byte, as soon as a whole event has arrived (no batching). Bodies are only
 parsed where a usage figure can be: non-streamed JSON answers once complete, and stream events
 that mention usage or details.
+
+A stream that ends without its usage (the client went away, the replica died) is charged the
+tokens relayed so far: one per event that carries non-empty text, which is how the builtin
+engine, vLLM, llama.cpp and TGI stream. That undercounts rather than overcharges (an engine
+that packs several tokens in one event is charged one); the prompt of such a stream is not
+known to the gateway and counts 0.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from modelport.protocol.errors import APIError, Dialect, dialect_for_path, rende
 OPENAI_STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _USAGE = re.compile(rb'"usage"\s*:\s*\{|"generated_tokens"')  # an event that carries token counts
+_TEXT = re.compile(rb'"(?:content|text)"\s*:\s*"[^"]')  # an event that carries a token (non-empty)
 MAX_METERED_BODY = 16 * 1024 * 1024  # a larger JSON answer is relayed but not metered
 
 
@@ -85,6 +92,8 @@ class Meter:
         self.strip_usage = strip_usage
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.relayed_tokens = 0  # token events passed on: what a stream cut short is charged
+        self._reported = False  # the engine's own counts arrived (they win)
         self._pending = b""
         self._body: list[bytes] | None = None if sse else []
         self._size = 0
@@ -108,6 +117,9 @@ class Meter:
             return b""
         cut = ends[-1].end()
         complete, self._pending = data[:cut], data[cut:]
+        self.relayed_tokens += len(_TEXT.findall(complete))
+        if not self._reported:
+            self.completion_tokens = self.relayed_tokens
         if not _USAGE.search(complete):
             return complete  # the common case: token events, passed on untouched
         out = []
@@ -156,11 +168,15 @@ class Meter:
             return
         usage = payload.get("usage")
         if isinstance(usage, dict):
+            if not self._reported:
+                self._reported, self.completion_tokens = True, 0
             self.prompt_tokens = _int(usage.get("prompt_tokens")) or self.prompt_tokens
             self.completion_tokens = _int(usage.get("completion_tokens")) or self.completion_tokens
             return
         details = payload.get("details")
         if isinstance(details, dict) and "generated_tokens" in details:
+            if not self._reported:
+                self._reported, self.completion_tokens = True, 0
             self.completion_tokens += _int(details.get("generated_tokens"))
 
 

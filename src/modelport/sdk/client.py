@@ -124,6 +124,11 @@ class Client(_Base):
     def key_usage(self, key_id: str) -> dict[str, Any]:
         return self._run(keys.key_usage(key_id))  # type: ignore[no-any-return]
 
+    def usage(self, by: str = "endpoint", start: str | None = None, end: str | None = None) -> dict[str, Any]:
+        """Requests, tokens, replica-seconds and cost per endpoint (or requests and tokens per
+        key) in [start, end) (ISO 8601 times with a zone; None: unbounded)."""
+        return self._run(keys.usage_report(by, start, end))  # type: ignore[no-any-return]
+
     def create_endpoint(self, name: str, model: str, **options: Any) -> Endpoint:
         path = core.endpoint_path(self.namespace)
         return Endpoint(

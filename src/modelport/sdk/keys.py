@@ -144,3 +144,9 @@ def rotate_key(key_id: str, overlap_seconds: int = 3600) -> Operation:
 def key_usage(key_id: str) -> Operation:
     body = yield from request("GET", _path(key_id, "usage"))
     return dict(body)
+
+
+def usage_report(by: str, start: str | None, end: str | None) -> Operation:
+    params = {k: v for k, v in {"by": by, "from": start, "to": end}.items() if v is not None}
+    body = yield from request("GET", "/v2/usage", params=params)
+    return dict(body)

@@ -32,6 +32,7 @@ from modelport.store.records import (
     ReplicaRecord,
     ScalingEvent,
 )
+from modelport.store.runs import RunStore
 from modelport.store.scaling import ScalingEventStore, add_event
 from modelport.store.times import utc as _utc
 from modelport.store.usage import UsageStore
@@ -58,6 +59,7 @@ class Store:
         self.keys = KeyStore(engine)
         self.usage = UsageStore(engine)
         self.audit = AuditStore(engine)
+        self.runs = RunStore(engine)
         self.scaling_events = ScalingEventStore(engine)
         self._claim: Connection | int | None = None  # what holds the control-plane lock
 

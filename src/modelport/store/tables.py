@@ -171,3 +171,19 @@ audit_anchor = Table(
     Column("hash", String(64), nullable=False),
     Column("purged_at", String(32), nullable=False),
 )
+
+# one row per replica process, from its creation to its exit: what replica-seconds are billed
+# from; kept after the replica and its endpoint are gone (names and hardware copied in)
+replica_runs = Table(
+    "replica_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("replica_id", String(32), nullable=False, index=True),
+    Column("namespace", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("instance_type", String(128), nullable=False),
+    Column("instance_size", String(64), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, index=True),  # the process's creation
+    Column("ended_at", DateTime(timezone=True), nullable=True),  # None while it runs
+)

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, case, func, insert, select
 
 from modelport.store import tables
 from modelport.store.records import UsageRecord
 
 _t = tables.usage_records
+_COUNTS = ("requests", "errors", "prompt_tokens", "completion_tokens")
 
 
 class UsageStore:
@@ -54,6 +55,32 @@ class UsageStore:
                 }
                 for row in conn.execute(query.order_by(_t.c.namespace, _t.c.served_by))
             ]
+
+    def totals(self, by: str, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
+        """Requests, errors (status >= 400) and tokens of the requests started in [start, end),
+        per endpoint that served them (`by="endpoint"`) or per API key (`by="key"`)."""
+        groups = [_t.c.namespace, _t.c.served_by] if by == "endpoint" else [_t.c.key_id]
+        query = select(
+            *groups,
+            func.count().label("requests"),
+            func.sum(case((_t.c.status >= 400, 1), else_=0)).label("errors"),
+            func.coalesce(func.sum(_t.c.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(_t.c.completion_tokens), 0).label("completion_tokens"),
+        ).group_by(*groups)
+        if start is not None:
+            query = query.where(_t.c.started_at >= start)
+        if end is not None:
+            query = query.where(_t.c.started_at < end)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(*groups)).mappings().all()
+        out = []
+        for row in rows:
+            counts = {k: int(row[k] or 0) for k in _COUNTS}
+            if by == "endpoint":
+                out.append({"namespace": row["namespace"], "endpoint": row["served_by"], **counts})
+            else:
+                out.append({"key_id": row["key_id"], **counts})
+        return out
 
     def tokens_since(self, since: datetime) -> dict[str, int]:
         """Tokens (in + out) per key since a time: what a restarted gateway's budgets start from."""

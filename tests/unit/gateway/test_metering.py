@@ -46,6 +46,20 @@ def test_usage_chunk_is_kept_when_the_client_asked() -> None:
     assert meter.completion_tokens == 3
 
 
+def test_a_stream_cut_short_is_charged_the_token_events_relayed() -> None:
+    role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+    quote = {"choices": [{"index": 0, "delta": {"content": '"'}}]}
+    legacy = {"choices": [{"index": 0, "text": "yo", "finish_reason": None}]}
+    tgi = {"token": {"id": 5, "text": " a", "special": False}, "generated_text": None}
+    meter = Meter(sse=True, strip_usage=True)
+    for event in (role, CHUNK, quote, legacy, tgi):
+        meter.feed(sse(event))
+    meter.feed(sse(CHUNK)[:-3])  # an event the client never got whole
+    assert (meter.prompt_tokens, meter.completion_tokens) == (0, 4)  # the role chunk is no token
+    meter.feed(sse(CHUNK)[-3:] + sse(USAGE))  # the engine's own count arrives: it wins
+    assert (meter.prompt_tokens, meter.completion_tokens) == (7, 3)
+
+
 def test_token_events_pass_as_soon_as_they_are_complete() -> None:
     meter = Meter(sse=True, strip_usage=True)
     assert meter.feed(sse(CHUNK)[:-1]) == b""  # not complete yet
