@@ -69,6 +69,20 @@ REPLICA_PRELOAD = EnvVar(
     "as a new Python.",
 )
 
+REGION = EnvVar(
+    "MODELPORT_REGION",
+    "local",
+    "The region label of the place this installation runs replicas (e.g. eu-west-1); an endpoint's "
+    "provider.region must match it.",
+)
+
+ALLOWED_HOSTS = EnvVar(
+    "MODELPORT_ALLOWED_HOSTS",
+    "",
+    "Comma-separated hosts (host or host:port) model weights may be fetched from, e.g. "
+    "huggingface.co,minio.internal:9000; empty: any. Other sources are refused.",
+)
+
 MODEL_CACHE = EnvVar(
     "MODELPORT_MODEL_CACHE",
     "",
@@ -106,6 +120,8 @@ ALL: tuple[EnvVar, ...] = (
     DATABASE_URL,
     REPLICA_ID,
     REPLICA_PRELOAD,
+    REGION,
+    ALLOWED_HOSTS,
     HARDWARE_PRICES,
     ENGINES_DIR,
     MODEL_CACHE,
@@ -155,6 +171,17 @@ def database_url() -> str:
     return DATABASE_URL.get() or f"sqlite:///{data_dir() / 'modelport.db'}"
 
 
+# every replica runs with these, whatever its endpoint sets: engines' usage reporting and
+# libraries' telemetry off (vLLM, Hugging Face libraries, anything honouring DO_NOT_TRACK)
+TELEMETRY_OFF = {
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+}
+
+
 def process_environment() -> dict[str, str]:
-    """The environment children inherit (replicas get it plus their endpoint's env and secrets)."""
-    return dict(os.environ)
+    """The environment children inherit (replicas get it plus their endpoint's env and secrets,
+    then TELEMETRY_OFF again)."""
+    return {**os.environ, **TELEMETRY_OFF}

@@ -8,6 +8,7 @@ from modelport import envs
 from modelport.cli.audit_cmd import audit_app
 from modelport.cli.bench_cmd import bench_app
 from modelport.cli.demo_cmd import demo_app
+from modelport.cli.doctor_cmd import doctor_command
 from modelport.cli.endpoints_cmd import endpoints_app
 from modelport.cli.engines_cmd import engines_app
 from modelport.cli.keys_cmd import keys_app
@@ -27,6 +28,7 @@ app.command("serve")(serve)
 app.command("up")(up)
 app.command("plan")(plan_command)
 app.command("usage")(usage_command)
+app.command("doctor")(doctor_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(demo_app, name="demo")

@@ -73,6 +73,10 @@ class AdminAudit:
         if before is None and status < 300:  # a create: the answer names what was made
             target, read = self._resource(path, _answer(held))
         after = await to_thread.run_sync(read) if read and status < 400 else before
+        detail: dict[str, Any] = {"status": status, "changes": diff(before, after)}
+        if status >= 400:  # the API's own error message says why (it never echoes a secret)
+            error = (_answer(held) or {}).get("error")
+            detail["error"] = str(error)[:500] if error else None
         client = scope.get("client")
         entry = AuditEntry(
             kind="admin",
@@ -82,7 +86,7 @@ class AdminAudit:
             at=at,
             source=client[0] if client else "",
             request_id=request_id,
-            detail={"status": status, "changes": diff(before, after)},
+            detail=detail,
         )
         try:
             await to_thread.run_sync(self.audit.append, [entry])

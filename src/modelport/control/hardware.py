@@ -8,6 +8,8 @@ from typing import Any
 
 import psutil
 
+from modelport import envs
+
 
 def local_hardware() -> list[dict[str, Any]]:
     """This machine's CPU, and each NVIDIA GPU nvidia-smi reports (no torch import needed)."""
@@ -16,7 +18,7 @@ def local_hardware() -> list[dict[str, Any]]:
     items = [
         {
             "vendor": "local",
-            "region": "local",
+            "region": envs.REGION.get(),
             "accelerator": "cpu",
             "instanceType": "local",
             "instanceSize": "x1",
@@ -30,7 +32,7 @@ def local_hardware() -> list[dict[str, Any]]:
         items.append(
             {
                 "vendor": "local",
-                "region": "local",
+                "region": envs.REGION.get(),
                 "accelerator": "gpu",
                 "instanceType": gpu_name,
                 "instanceSize": f"x1-gpu{index}",

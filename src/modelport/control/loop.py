@@ -285,6 +285,11 @@ class ControlLoop:
             revision = await asyncio.to_thread(
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
+            if endpoint.region != envs.REGION.get():  # the installation moved region after the create
+                raise RuntimeError(
+                    f"placement refused: this installation runs replicas in region {envs.REGION.get()!r}, "
+                    f"the endpoint is in {endpoint.region!r}"
+                )
             plan = await asyncio.to_thread(engine_plan, Deployment.of_records(endpoint, revision))
             places = Places(envs.engines_dir(), envs.data_dir() / "engine-cache")
             handle = await self.runtime.start(launch_spec(replica.id, endpoint.name, revision, plan, places))

@@ -8,6 +8,7 @@ model generation, the intent) and the control loop makes it so. Methods are sync
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from modelport import envs
 from modelport.control.fit import Deployment, admission_problem
 from modelport.control.reconcile import status_changes, target_replicas
+from modelport.control.residency import placement_refusal, with_default_region
 from modelport.control.resources import (
     fields_from_spec,
     render_endpoint,
@@ -57,6 +59,13 @@ def validation_error(exc: ValidationError) -> ControlError:
         problems.append(f"{where}: {msg}" if where else msg)
     first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
     return ControlError(422, "validation", "; ".join(problems), first or None)
+
+
+def _check_placement(spec: EndpointSpec) -> None:
+    refused = placement_refusal(spec, envs.REGION.get(), os.environ)
+    if refused is not None:
+        field, why = refused
+        raise ControlError(422, "placement", why, field)
 
 
 def _check_fit(spec: EndpointSpec) -> None:
@@ -130,7 +139,8 @@ class EndpointService:
     # -- writes --------------------------------------------------------------------------
     def create(self, namespace: str, body: Any) -> dict[str, Any]:
         _check_namespace(namespace)
-        spec = parse_spec(body, check_paths=True)
+        spec = parse_spec(with_default_region(body, envs.REGION.get()), check_paths=True)
+        _check_placement(spec)
         _check_fit(spec)
         try:
             endpoint = self.store.create_endpoint(
@@ -152,6 +162,7 @@ class EndpointService:
         current = spec_from_records(endpoint, revision).to_wire(redact_secrets=False)
         new_repository = isinstance(patch.get("model"), dict) and "repository" in patch["model"]
         spec = parse_spec(merge_update(current, patch), check_paths=new_repository)
+        _check_placement(spec)
         if "model" in patch or "compute" in patch or "traffic" in patch:
             _check_fit(spec)
         now = self.now()

@@ -9,6 +9,7 @@ its own format, then stores it by sha256. Files already in the cache are not fet
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from modelport import envs
 from modelport.models.cache import CachedFile, Manifest, ModelCache, format_problems
+from modelport.models.egress import egress_refusal
 from modelport.models.formats import GGUF_SUFFIX, is_pickle, pickle_refusal, weight_formats
 from modelport.models.remote import PullError, RangedRemote, Remote, RemoteFile, RemoteListing
 from modelport.models.sources import ModelSource, parse_source
@@ -183,6 +185,9 @@ def _check_space(cache: ModelCache, files: list[RemoteFile], where: str) -> None
 def remote_for(source: ModelSource, secrets: Mapping[str, str] | None = None) -> RangedRemote:
     """The remote for a source; `secrets` (an endpoint's) may carry HF_TOKEN, S3 keys and endpoint."""
     secrets = secrets or {}
+    refusal = egress_refusal(source, {**os.environ, **secrets})
+    if refusal is not None:
+        raise PullError(f"refused: {refusal}")
     if source.kind == "hub":
         from modelport.models.hub import HubRemote
 

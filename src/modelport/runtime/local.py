@@ -182,7 +182,8 @@ class LocalRuntime:
         port = free_port()
         argv = [arg.replace("{port}", str(port)) for arg in spec.command]
         log_path = self.log_dir / f"{spec.replica_id}.log"
-        env = {**envs.process_environment(), **spec.env, envs.REPLICA_ID.name: spec.replica_id}
+        base = envs.process_environment()
+        env = {**base, **spec.env, **envs.TELEMETRY_OFF, envs.REPLICA_ID.name: spec.replica_id}
         pid = None
         if self._preloader is not None:
             await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
