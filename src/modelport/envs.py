@@ -83,6 +83,18 @@ ALLOWED_HOSTS = EnvVar(
     "huggingface.co,minio.internal:9000; empty: any. Other sources are refused.",
 )
 
+USAGE_RETENTION_DAYS = EnvVar(
+    "MODELPORT_USAGE_RETENTION_DAYS",
+    "400",
+    "Days usage records (and the per-endpoint analytics computed from them) are kept; 0: forever.",
+)
+
+AUDIT_RETENTION_DAYS = EnvVar(
+    "MODELPORT_AUDIT_RETENTION_DAYS",
+    "0",
+    "Days audit records are kept (the rest still verifies); 0: forever.",
+)
+
 MODEL_CACHE = EnvVar(
     "MODELPORT_MODEL_CACHE",
     "",
@@ -122,6 +134,8 @@ ALL: tuple[EnvVar, ...] = (
     REPLICA_PRELOAD,
     REGION,
     ALLOWED_HOSTS,
+    USAGE_RETENTION_DAYS,
+    AUDIT_RETENTION_DAYS,
     HARDWARE_PRICES,
     ENGINES_DIR,
     MODEL_CACHE,
@@ -156,6 +170,14 @@ def engines_dir() -> Path:
 
 def replica_preload() -> bool:
     return REPLICA_PRELOAD.get().strip().lower() not in ("0", "false", "no", "off")
+
+
+def usage_retention_days() -> float:
+    return float(USAGE_RETENTION_DAYS.get() or "0")
+
+
+def audit_retention_days() -> float:
+    return float(AUDIT_RETENTION_DAYS.get() or "0")
 
 
 def torch_threads() -> int:

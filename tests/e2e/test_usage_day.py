@@ -141,12 +141,16 @@ async def run(url: str, secrets: dict[str, str], batch: list[tuple[int, Sent]]) 
         await asyncio.gather(*(one(n, s) for n, s in batch))
 
 
-def usage_cli(cp: ControlPlaneProcess, *args: str) -> str:
-    env = {**os.environ, "MODELPORT_URL": cp.url, "MODELPORT_TOKEN": cp.token}
-    done = subprocess.run([sys.executable, "-m", "modelport.cli.main", "usage", *args],
+def cli(cp: ControlPlaneProcess, *args: str) -> str:
+    env = {**os.environ, "MODELPORT_URL": cp.url, "MODELPORT_TOKEN": cp.token, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "modelport.cli.main", *args],
                           capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def usage_cli(cp: ControlPlaneProcess, *args: str) -> str:
+    return cli(cp, "usage", *args)
 
 
 @dataclass
@@ -182,6 +186,13 @@ def test_a_day_of_mixed_traffic_is_metered_exactly_and_billed_per_second(
         by_endpoint = json.loads(usage_cli(cp, "--json"))
         by_key = json.loads(usage_cli(cp, "--by", "key", "--json"))
         as_csv = list(csv.DictReader(io.StringIO(usage_cli(cp, "--csv"))))
+        until = by_endpoint["at"]  # the series end where the usage report did
+        stats = {
+            name: json.loads(cli(cp, "endpoints", "stats", name, "--step", "10", "--to", until, "--json"))
+            for name in ENDPOINTS
+        }
+        plotted = tmp_path / "day-b.png"
+        cli(cp, "endpoints", "stats", "day-b", "--step", "10", "--to", until, "--plot", str(plotted))
         watcher.stop()
         names = {made["id"]: made["name"] for made in cp.api("GET", "/v2/keys").json()["items"]}
 
@@ -227,3 +238,11 @@ def test_a_day_of_mixed_traffic_is_metered_exactly_and_billed_per_second(
         print(f"{endpoint}: billed {billed:.3f} replica-seconds, measured {measured[endpoint]:.3f}")
         assert abs(billed - measured[endpoint]) < 1.0, (endpoint, billed, measured, watcher.seen)
     assert len([e for e in watcher.seen.values() if e["endpoint"] == "day-b"]) >= 2  # stopped and woken
+
+    # the analytics series: every request in one step, the replicas that ran, a picture
+    for endpoint in ENDPOINTS:
+        points = stats[endpoint]["points"]
+        assert sum(p["requests"] for p in points) == exact.requests[f"ep:{endpoint}"]
+        ran = sum(p["replicas"] * 10 for p in points)  # average replicas x step seconds
+        assert abs(ran - rows[endpoint]["replica_seconds"]) < 0.5, (endpoint, ran)  # rounding only
+    assert plotted.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

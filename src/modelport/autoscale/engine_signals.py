@@ -9,6 +9,7 @@ missing from the result: the policy then falls back to the gateway's counts.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,9 +50,13 @@ def mean_kv_usage(loads: Iterable[EngineLoad]) -> float | None:
 class EngineScraper:
     def __init__(self, timeout_s: float = 0.5) -> None:
         self._client = httpx.AsyncClient(timeout=timeout_s)
+        # the last page read from each address, with when: /metrics re-exports them, labelled
+        self.pages: dict[str, tuple[float, str]] = {}
 
     async def scrape(self, addresses: Iterable[str]) -> dict[str, EngineLoad]:
         unique = sorted(set(addresses))
+        for gone in set(self.pages) - set(unique):
+            del self.pages[gone]
         loads = await asyncio.gather(*(self._one(address) for address in unique))
         return {address: load for address, load in zip(unique, loads, strict=True) if load is not None}
 
@@ -60,6 +65,7 @@ class EngineScraper:
             response = await self._client.get(f"{address}/metrics")
             if response.status_code != 200:
                 return None
+            self.pages[address] = (time.monotonic(), response.text)
             return parse_engine_metrics(response.text)
         except (httpx.HTTPError, ValueError):
             return None

@@ -13,7 +13,7 @@ from modelport.bench.result import BenchResult
 MS = 1000.0
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -39,7 +39,7 @@ def _histogram(ax: Any, values: list[float], title: str, color: str) -> None:
 
 def plot_result(result: BenchResult, path: Path) -> Path:
     """TTFT, TPOT and e2e histograms and a per-request timeline, as one PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     ok = result.ok
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     _histogram(
@@ -75,7 +75,7 @@ def plot_comparison(
     rows: Sequence[ComparisonRow], path: Path, title: str = "output tokens per second"
 ) -> Path:
     """Grouped bars: output tok/s per engine at each concurrency (missing rows leave a gap)."""
-    plt = _pyplot()
+    plt = pyplot()
     engines = list(dict.fromkeys(r.engine for r in rows))
     concurrencies = sorted({r.concurrency for r in rows})
     width = 0.8 / max(len(engines), 1)
@@ -106,7 +106,7 @@ def plot_engines(
     """Three panels: output tok/s against concurrency per engine; TTFT p50 (solid) and p95
     (hatched) per engine at each concurrency, log scale; and each engine's cold starts in
     seconds, one bar per kind of start (``cold_starts[engine][label]``; None leaves a gap)."""
-    plt = _pyplot()
+    plt = pyplot()
     engines = list(dict.fromkeys(r.engine for r in rows))
     concurrencies = sorted({r.concurrency for r in rows})
     colors = {e: f"C{i}" for i, e in enumerate(engines)}
@@ -175,7 +175,7 @@ def plot_engines(
 
 def _save(fig: Any, path: Path | str) -> Path:
     """Lay out, write (making the folder) and close a figure."""
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

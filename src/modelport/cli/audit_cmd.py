@@ -82,7 +82,7 @@ def purge_command(
     as_json: JsonOption = False,
 ) -> None:
     """Delete old records; what is left still verifies (the last purged hash is kept)."""
-    from modelport.observe.audit_chain import AuditEntry, timestamp
+    from modelport.observe.audit_chain import timestamp
 
     try:
         seconds = parse_duration(older_than)
@@ -93,15 +93,10 @@ def purge_command(
     store = _store(database_url)
     try:
         try:
-            deleted = store.audit.purge(before, now)
+            deleted = store.audit.purge_recorded(before, now, actor=f"cli:{getpass.getuser()}")
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from None
-        # the purge is itself on the record
-        entry = AuditEntry(kind="admin", actor=f"cli:{getpass.getuser()}", action="audit purge",
-                           target="audit", at=timestamp(now),
-                           detail={"deleted": deleted, "before": timestamp(before)})  # fmt: skip
-        store.audit.append([entry])
     finally:
         store.close()
     if as_json:

@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -281,6 +282,48 @@ def logs(
     for r in items:
         err.print(f"[bold]== replica {r['id'][:12]} (generation {r['generation']}, {r['phase']})[/bold]")
         sys.stdout.write("".join(f"{line}\n" for line in r["lines"]))
+
+
+@endpoints_app.command("stats")
+@exits_cleanly
+def stats(
+    name: str,
+    start: Annotated[str | None, typer.Option("--from", help="From (ISO 8601); default: 1 h ago.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Up to (not including); default: now.")] = None,
+    step: Annotated[int, typer.Option(min=1, help="Seconds per point.")] = 60,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the series into this PNG.")] = None,
+    url: Url = envs.URL.default,
+    token: Token = None,
+    namespace: Namespace = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Requests/s, error rate, latency and TTFT p50/p95, output tokens/s and replicas per step."""
+    report = Client(url, token, namespace).get_endpoint(name).metrics(start, end, step)
+    if plot is not None:
+        from modelport.observe.series_plot import plot_series
+
+        plot_series(report, plot)
+        err.print(f"wrote {plot}")
+    if as_json:
+        print(json.dumps(report))
+        return
+    title = f"{namespace}/{name}, {report['step']} s steps (steps with no traffic and no replica left out)"
+    columns = ("TIME", "REQ/S", "ERRORS", "P50 MS", "P95 MS", "TTFT P50", "TTFT P95", "OUT TOK/S", "REPLICAS")
+    table = Table(*columns, title=title)
+    for p in report["points"]:
+        if not p["requests"] and not p["replicas"]:
+            continue
+        rate = "-" if p["error_rate"] is None else f"{100 * p['error_rate']:.1f}%"
+        table.add_row(p["t"][:19], f"{p['requests_per_s']:.2f}", rate, *(_ms(p[k]) for k in _LATENCIES),
+                      f"{p['output_tokens_per_s']:.1f}", f"{p['replicas']:.2f}")  # fmt: skip
+    out.print(table)
+
+
+_LATENCIES = ("latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "ttft_p95_ms")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 @endpoints_app.command("events")

@@ -36,6 +36,8 @@ from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway, GatewaySettings
 from modelport.gateway.routing import RoutingTable
 from modelport.gateway.upstream import Upstream
+from modelport.observe.control_metrics import ControlCollector
+from modelport.observe.retention import run_retention
 from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware
@@ -79,7 +81,8 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         raise
     runtime = runtime or LocalRuntime(config.replica_log_dir, preload=envs.replica_preload())
     table = RoutingTable()
-    loop = ControlLoop(store, runtime, table, utc_now, config.loop)
+    metrics = GatewayMetrics()
+    loop = ControlLoop(store, runtime, table, utc_now, config.loop, metrics)
     base = config.public_url.rstrip("/")
     service = EndpointService(store, lambda ns, name: f"{base}/endpoints/{ns}/{name}", loop.notify, utc_now)
     client = Upstream()
@@ -100,9 +103,14 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
 
     settings = GatewaySettings(config.hold_s, config.keepalive_s, parse_networks(config.private_networks))
     gateway = Gateway(
-        table, ring, client, wake_up, usage_log, GatewayMetrics(), settings, lambda _replica: loop.notify()
+        table, ring, client, wake_up, usage_log, metrics, settings, lambda _replica: loop.notify()
     )
     _seed_budgets(gateway, store)
+    store.event_listeners.append(
+        lambda endpoint, event: gateway.metrics.scale_events.labels(
+            endpoint.namespace, endpoint.name, event.cause
+        ).inc()
+    )
     autoscaler = Autoscaler(
         store,
         table,
@@ -123,10 +131,11 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         key_sync = asyncio.create_task(sync_keys(store, ring))
         scaling = asyncio.create_task(autoscaler.run())
         usage_log.start()
+        retention = asyncio.create_task(run_retention(store, utc_now))
         try:
             yield
         finally:
-            for background in (scaling, task, key_sync):
+            for background in (scaling, task, key_sync, retention):
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
@@ -176,10 +185,14 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", tags=["system"], summary="Gateway metrics (Prometheus; admin credentials)")
-    async def metrics(request: Request) -> Response:
+    pages = autoscaler.scraper.pages if autoscaler.scraper is not None else {}
+    metrics.registry.register(ControlCollector(store, table, lambda: pages))
+
+    @app.get("/metrics", tags=["system"], summary="Gateway, control plane and engine metrics (admin)")
+    async def metrics_page(request: Request) -> Response:
         require_admin(request)
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        page = await asyncio.to_thread(generate_latest, metrics.registry)  # reads the store
+        return Response(page, media_type=CONTENT_TYPE_LATEST)
 
     return ControlPlaneApp(app, BodyLimitMiddleware(gateway.asgi, max_bytes=config.max_body_bytes))
 

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from modelport import envs
@@ -39,6 +39,7 @@ from modelport.control.reconcile import (
 )
 from modelport.control.sleeping import Sleeper
 from modelport.gateway.access import parse_networks
+from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.routing import ALL_APIS, EndpointView, Route, RoutingTable
 from modelport.launchers.engines import NAMED_ENGINES, Places, engine_apis, launch_spec
 from modelport.launchers.sleep_mode import is_sleeping, put_to_sleep, sleeps, wake_up
@@ -73,8 +74,10 @@ class ControlLoop:
         table: RoutingTable,
         now: Callable[[], datetime],
         settings: LoopSettings = LoopSettings(),
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.runtime = runtime
         self.table = table
         self.now = now
@@ -107,7 +110,7 @@ class ControlLoop:
 
     async def tick(self) -> None:
         endpoints, replicas = await asyncio.to_thread(self._load)
-        replicas = await self._observe(replicas)
+        replicas = await self._observe(replicas, {e.id: e for e in endpoints})
         # publish before acting: a replica that just became ready takes traffic before the
         # replicas it replaces are withdrawn, so routes never go empty during a rollout
         self._publish(endpoints, replicas)
@@ -135,7 +138,9 @@ class ControlLoop:
     def _load(self) -> tuple[list[EndpointRecord], list[ReplicaRecord]]:
         return self.store.list_endpoints(), self.store.list_replicas()
 
-    async def _observe(self, replicas: list[ReplicaRecord]) -> list[ReplicaRecord]:
+    async def _observe(
+        self, replicas: list[ReplicaRecord], endpoints: dict[int, EndpointRecord]
+    ) -> list[ReplicaRecord]:
         for replica in replicas:
             if replica.phase == ReplicaPhase.STARTING and not replica.handle:
                 replica = await self._interrupted_launch(replica)
@@ -150,12 +155,26 @@ class ControlLoop:
             if new != replica:
                 await asyncio.to_thread(self.store.put_replica, new)
                 updated[new.id] = new
+            if new.phase == ReplicaPhase.READY and replica.phase != ReplicaPhase.READY:
+                self._count_start(new, endpoints.get(new.endpoint_id), updated.values())
             if seen.phase == ReplicaPhase.EXITED and new.exited_at is not None:
                 await asyncio.to_thread(self.store.runs.close, replica.id, new.exited_at)
         for replica in replicas:  # stops that a previous control plane left half done
             if replica.phase == STOPPING and replica.id not in self._stops:
                 self._stops[replica.id] = asyncio.create_task(self._stop(replica))
         return list(updated.values())
+
+    def _count_start(
+        self, replica: ReplicaRecord, endpoint: EndpointRecord | None, replicas: Iterable[ReplicaRecord]
+    ) -> None:
+        """A replica's start time in /metrics; cold when no other replica of its endpoint was ready."""
+        if self.metrics is None or endpoint is None or replica.ready_at is None:
+            return
+        others = [r for r in replicas if r.endpoint_id == replica.endpoint_id and r.id != replica.id]
+        cold = not any(r.phase == ReplicaPhase.READY for r in others)
+        seconds = (replica.ready_at - replica.started_at).total_seconds()
+        labels = (endpoint.namespace, endpoint.name, "true" if cold else "false")
+        self.metrics.replica_starts.labels(*labels).observe(seconds)
 
     async def _interrupted_launch(self, replica: ReplicaRecord) -> ReplicaRecord:
         found = await self.runtime.discard(replica.id)

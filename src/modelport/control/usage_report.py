@@ -4,7 +4,7 @@ time window; replica-seconds billed per second from the replicas' own process li
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from anyio import to_thread
@@ -13,9 +13,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from modelport.control.service import ControlError
 from modelport.models.hardware import UnknownHardwareError, default_prices, find_option
 from modelport.observe.billing import cost, cost_per_million_tokens, replica_seconds
-from modelport.store.repository import Store
+from modelport.observe.series import series
+from modelport.store.repository import NotFound, Store
 
 _COUNTS = ("requests", "errors", "prompt_tokens", "completion_tokens")
+MAX_POINTS = 10_000
 
 
 def usage_report(
@@ -100,4 +102,40 @@ def usage_router(
             raise ControlError(500, "configuration_error", str(exc)) from None
         return await to_thread.run_sync(usage_report, store, by, begin, finish, now(), prices)
 
+    @router.get(
+        "/endpoint/{namespace}/{name}/metrics",
+        summary="Per-step requests/s, error rate, latency and TTFT p50/p95, output tokens/s, replicas",
+        tags=["endpoints"],
+    )
+    async def endpoint_series(
+        namespace: str,
+        name: str,
+        start: str | None = Query(None, alias="from"),
+        end: str | None = Query(None, alias="to"),
+        step: int = Query(60, ge=1, le=86400, description="seconds per point"),
+    ) -> dict[str, Any]:
+        at = now()
+        finish = _time(end, "to") or at
+        begin = _time(start, "from") or finish - timedelta(hours=1)
+        if begin >= finish:
+            raise ControlError(400, "bad_request", "from must be before to", "from")
+        if (finish - begin).total_seconds() / step > MAX_POINTS:
+            raise ControlError(400, "bad_request", f"at most {MAX_POINTS} points: use a larger step", "step")
+        points = await to_thread.run_sync(_series, store, namespace, name, begin, finish, step, at)
+        return {"namespace": namespace, "name": name, "from": begin.isoformat(), "to": finish.isoformat(),
+                "step": step, "points": points}  # fmt: skip
+
     return router
+
+
+def _series(
+    store: Store, namespace: str, name: str, start: datetime, end: datetime, step: int, now: datetime
+) -> list[dict[str, Any]]:
+    try:
+        store.get_endpoint(namespace, name)
+    except NotFound:
+        missing = f"no endpoint named {name!r} in namespace {namespace!r}"
+        raise ControlError(404, "not_found", missing) from None
+    requests = store.usage.points(namespace, name, start, end)
+    runs = [r for r in store.runs.overlapping(start, end) if (r.namespace, r.endpoint) == (namespace, name)]
+    return series(requests, runs, start, end, step, now)

@@ -70,6 +70,27 @@ class GatewayMetrics:
             buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
             registry=r,
         )
+        self.time_per_output_token = Histogram(
+            "modelport_gateway_time_per_output_token_seconds",
+            "Time per output token after the first (streamed answers with more than one token)",
+            ["namespace", "endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.replica_starts = Histogram(
+            "modelport_replica_start_seconds",
+            "From a replica's launch to its health route answering; cold=true when its endpoint had "
+            "no ready replica (a start a request may be waiting for)",
+            ["namespace", "endpoint", "cold"],
+            buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300, 600),
+            registry=r,
+        )
+        self.scale_events = Counter(
+            "modelport_scale_events_total",
+            "Changes of an endpoint's desired replica count, by who made them (autoscaler, request, user)",
+            ["namespace", "endpoint", "cause"],
+            registry=r,
+        )
         self.replica_lost = Counter(
             "modelport_gateway_replica_lost_total",
             "Replicas taken out of rotation because they failed mid-answer",

@@ -496,6 +496,9 @@ class Gateway:
         self.metrics.latency.labels(*labels).observe(latency)
         if ex.first_byte_s is not None:
             self.metrics.first_byte.labels(*labels).observe(ex.first_byte_s)
+            if meter is not None and meter.sse and completion > 1:
+                per_token = (latency - ex.first_byte_s) / (completion - 1)
+                self.metrics.time_per_output_token.labels(*labels).observe(per_token)
             self.metrics.overhead.labels(*labels, "before").observe(ex.before_s)
             self.metrics.overhead.labels(*labels, "relay").observe(ex.relay_s)
         if prompt:

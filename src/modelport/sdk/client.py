@@ -294,6 +294,12 @@ class Endpoint(_Handle):
         path = core.endpoint_path(self.namespace, self.name, "events")
         return list(self.client._run(core.request("GET", path, params={"limit": limit}))["items"])
 
+    def metrics(self, start: str | None = None, end: str | None = None, step: int = 60) -> dict[str, Any]:
+        """Per-step requests/s, error rate, latency and TTFT p50/p95, output tokens/s and replicas
+        in [start, end) (ISO 8601 with a zone; default: the last hour)."""
+        path = core.endpoint_path(self.namespace, self.name, "metrics")
+        return dict(self.client._run(core.request("GET", path, params=_window(start, end, step))))
+
     def openai(self) -> openai.OpenAI:
         import openai
 
@@ -349,6 +355,12 @@ class AsyncEndpoint(_Handle):
         path = core.endpoint_path(self.namespace, self.name, "events")
         return list((await self.client._run(core.request("GET", path, params={"limit": limit})))["items"])
 
+    async def metrics(
+        self, start: str | None = None, end: str | None = None, step: int = 60
+    ) -> dict[str, Any]:
+        path = core.endpoint_path(self.namespace, self.name, "metrics")
+        return dict(await self.client._run(core.request("GET", path, params=_window(start, end, step))))
+
     def openai(self) -> openai.AsyncOpenAI:
         import openai
 
@@ -358,3 +370,7 @@ class AsyncEndpoint(_Handle):
         from huggingface_hub import AsyncInferenceClient
 
         return AsyncInferenceClient(model=self._inference_url(), token=self.client.token)
+
+
+def _window(start: str | None, end: str | None, step: int) -> dict[str, Any]:
+    return {k: v for k, v in {"from": start, "to": end, "step": step}.items() if v is not None}

@@ -105,3 +105,10 @@ class AuditStore:
             anchor = {"id": 1, "seq": int(last.seq), "hash": str(last.hash), "purged_at": timestamp(now)}
             conn.execute(insert(_anchor).values(anchor))
             return int(deleted)
+
+    def purge_recorded(self, before: datetime, now: datetime, actor: str) -> int:
+        """`purge`, then the purge itself on the record (who, how many, up to when)."""
+        deleted = self.purge(before, now)
+        detail = {"deleted": deleted, "before": timestamp(before)}
+        self.append([AuditEntry("admin", actor, "audit purge", "audit", timestamp(now), detail=detail)])
+        return deleted

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class Store:
         self.usage = UsageStore(engine)
         self.audit = AuditStore(engine)
         self.runs = RunStore(engine)
+        # called with each scaling event once stored (the control plane counts them in /metrics)
+        self.event_listeners: list[Callable[[EndpointRecord, ScalingEvent], None]] = []
         self.scaling_events = ScalingEventStore(engine)
         self._claim: Connection | int | None = None  # what holds the control-plane lock
 
@@ -190,7 +193,11 @@ class Store:
         if result.rowcount == 0:
             self.get_endpoint_by_id(endpoint_id)  # NotFound if it is gone
             raise Stale(f"endpoint {endpoint_id} changed meanwhile")
-        return self.get_endpoint_by_id(endpoint_id)
+        updated = self.get_endpoint_by_id(endpoint_id)
+        if event is not None:
+            for listener in self.event_listeners:  # once the event is committed
+                listener(updated, event)
+        return updated
 
     def add_revision(self, endpoint_id: int, revision: ModelRevision, now: datetime) -> EndpointRecord:
         """Make `revision` the desired one under a new generation number (never reused, even

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, insert, select
+from sqlalchemy import Connection, Engine, case, delete, func, insert, select
 
+from modelport.observe.series import RequestPoint
 from modelport.store import tables
 from modelport.store.records import UsageRecord
+from modelport.store.times import utc
 
 _t = tables.usage_records
 _COUNTS = ("requests", "errors", "prompt_tokens", "completion_tokens")
@@ -81,6 +83,26 @@ class UsageStore:
             else:
                 out.append({"key_id": row["key_id"], **counts})
         return out
+
+    def points(self, namespace: str, endpoint: str, start: datetime, end: datetime) -> list[RequestPoint]:
+        """What the analytics series need of each request an endpoint served in [start, end)."""
+        query = (
+            select(_t.c.started_at, _t.c.status, _t.c.latency_ms, _t.c.first_byte_ms, _t.c.completion_tokens)
+            .where(_t.c.namespace == namespace, _t.c.served_by == endpoint)
+            .where(_t.c.started_at >= start, _t.c.started_at < end)
+            .order_by(_t.c.started_at)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            RequestPoint(utc(r[0]) or start, r.status, r.latency_ms, r.first_byte_ms, r.completion_tokens)
+            for r in rows
+        ]
+
+    def purge(self, before: datetime) -> int:
+        """Delete the records of requests started before `before` (the retention setting)."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(_t).where(_t.c.started_at < before)).rowcount)
 
     def tokens_since(self, since: datetime) -> dict[str, int]:
         """Tokens (in + out) per key since a time: what a restarted gateway's budgets start from."""

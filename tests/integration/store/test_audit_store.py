@@ -93,3 +93,20 @@ def test_a_purge_does_not_delete_evidence_of_tampering(store: Store) -> None:
     with pytest.raises(ValueError, match="record 2"):
         store.audit.purge(T0 + timedelta(minutes=4), T0 + timedelta(days=1))
     assert store.audit.count() == 6
+
+
+def test_retention_purges_usage_and_audit_by_age_and_records_the_purge(store: Store) -> None:
+    from modelport.observe.retention import apply_retention
+
+    store.usage.add([usage(i) for i in range(5)])  # started at T0 + i minutes
+    store.audit.append([entry(i) for i in range(5)])
+    now = T0 + timedelta(days=10, minutes=2, seconds=30)
+    done = apply_retention(store, now, usage_days=10, audit_days=10)
+    assert done == {"usage": 3, "audit": 3}  # minutes 0, 1 and 2 are more than 10 days old
+    assert sum(r["requests"] for r in store.usage.totals("endpoint", None, None)) == 2
+    kept = list(store.audit.records())
+    assert [r.request_id for r in kept[:2]] == ["r3", "r4"] and kept[-1].actor == "retention"
+    assert store.audit.verify().ok
+    assert apply_retention(store, now, usage_days=10, audit_days=10) == {"usage": 0, "audit": 0}
+    assert store.audit.count() == 3  # nothing old left: no purge, and no record of one
+    assert apply_retention(store, now, usage_days=0, audit_days=0) == {"usage": 0, "audit": 0}  # off
