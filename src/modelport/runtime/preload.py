@@ -131,7 +131,7 @@ class Preloader:
             return None
         return pid
 
-    def exit_code(self, pid: int, wait_s: float = 1.0) -> int | None:
+    def exit_code(self, pid: int, wait_s: float = 3.0) -> int | None:
         """The exit code of a replica this Python forked (None if unknown). Waits up to `wait_s`:
         a leader seen as a zombie may still have threads exiting, and is reaped only after them."""
         deadline = time.monotonic() + wait_s

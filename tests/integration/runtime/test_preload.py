@@ -135,6 +135,8 @@ def test_builtin_replicas_are_forked_served_stopped_and_discarded(tiny_model: Pa
 
             # a launch the control plane did not get to record is found by its id and killed
             lost = await runtime.start(_serve("r-lost", tiny_model))
+            titled = "MODELPORT_REPLICA_ID=r-lost"  # set by the child a moment after the fork
+            await asyncio.to_thread(_wait, lambda: titled in psutil.Process(lost.pid).cmdline())
             assert await runtime.discard("r-lost") == 1
             assert (await runtime.observe(lost)).phase == ReplicaPhase.EXITED
 
