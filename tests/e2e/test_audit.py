@@ -97,6 +97,8 @@ def test_admin_calls_and_requests_are_chained_verified_and_tampering_is_named(
     inference = [r for r in records if r["kind"] == "inference"]
     assert len(inference) == 5
     assert {r["actor"] for r in inference} == {key["id"]}
+    assert {(r["source"], r["detail"]["model"]) for r in inference} == {("127.0.0.1", str(tiny_model))}
+    assert all("revision" in r["detail"] and "text" not in r["detail"] for r in inference)
     counted = sorted((r["detail"]["prompt_tokens"], r["detail"]["completion_tokens"]) for r in inference)
     assert counted == sorted(tokens)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ DatabaseOption = Annotated[
     typer.Option(help="The control plane's store; default: MODELPORT_DATABASE_URL or the data dir's SQLite."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+WITH_TEXT_HELP = "Add the kept texts of requests to endpoints that opted in (traffic.recordText)."
 
 
 def _store(database_url: str | None) -> Any:
@@ -43,36 +45,79 @@ def _when(text: str | None, option: str) -> datetime | None:
 @audit_app.command("verify")
 def verify_command(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Check every record's hash and link; exit 1 naming the first record that fails."""
+    from modelport.observe.audit_chain import recorded_text_digests, verify_texts
+
     store = _store(database_url)
     try:
         report = store.audit.verify()
+        texts_checked, text_problem = 0, None
+        if report.ok and store.texts.count():  # kept texts (endpoints that opted in) must match too
+            kept = ((t.request_id, t.request, t.completion, t.digest) for t in store.texts.kept(_now()))
+            texts_checked, text_problem = verify_texts(kept, recorded_text_digests(store.audit.records()))
     finally:
         store.close()
+    ok = report.ok and text_problem is None
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
-    elif report.ok:
+        typer.echo(json.dumps({**report.to_dict(), "ok": ok, "texts_checked": texts_checked,
+                               "reason": report.reason or text_problem or ""}))  # fmt: skip
+    elif ok:
         since = f", after record {report.anchor_seq} (earlier ones purged)" if report.anchor_seq else ""
-        typer.echo(f"audit trail verified: {report.checked} records intact{since}")
-    else:
+        texts = f"; {texts_checked} kept request texts match their records" if texts_checked else ""
+        typer.echo(f"audit trail verified: {report.checked} records intact{since}{texts}")
+    elif not report.ok:
         typer.echo(f"audit trail BROKEN at record {report.first_bad_seq}: {report.reason}", err=True)
-    if not report.ok:
+    else:
+        typer.echo(f"audit trail BROKEN: {text_problem}", err=True)
+    if not ok:
         raise typer.Exit(code=1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @audit_app.command("export")
 def export_command(
     start: Annotated[str | None, typer.Option("--from", help="From this time (ISO 8601, UTC).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Up to (not including) this time.")] = None,
+    with_text: Annotated[bool, typer.Option("--with-text", help=WITH_TEXT_HELP)] = False,
     database_url: DatabaseOption = None,
 ) -> None:
     """Records as JSON lines, with their hashes (so others can check the chain)."""
     store = _store(database_url)
     try:
-        for record in store.audit.records(_when(start, "--from"), _when(end, "--to")):
-            line = {**record.__dict__, "detail": json.loads(record.detail)}
-            sys.stdout.write(json.dumps(line, sort_keys=True) + "\n")
+        for batch in _batches(store.audit.records(_when(start, "--from"), _when(end, "--to"))):
+            lines = [{**record.__dict__, "detail": json.loads(record.detail)} for record in batch]
+            if with_text:
+                _attach_texts(store, lines)
+            sys.stdout.write("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     finally:
         store.close()
+
+
+def _batches(records: Iterable[Any], size: int = 500) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _attach_texts(store: Any, lines: list[dict[str, Any]]) -> None:
+    """`text`: {request, completion} on each record whose texts are still kept, null once expired."""
+    wanted: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        text = line["detail"].get("text")
+        if isinstance(text, dict):
+            wanted.setdefault(str(text.get("sha256")), []).append(line)
+    kept = store.texts.by_digest(wanted, _now())
+    for digest, same in wanted.items():
+        found = kept.get(digest)
+        for line in same:
+            line["text"] = found and {"request": found.request, "completion": json.loads(found.completion)}
 
 
 @audit_app.command("purge")

@@ -89,7 +89,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     ring = KeyRing(config.admin_token_hash)
     ring.replace(store.keys.list())
     keys = KeyService(store, ring, utc_now)
-    usage_log = UsageLog(store.usage, audit=store.audit)
+    usage_log = UsageLog(store.usage, audit=store.audit, texts=store.texts)
 
     def is_admin(authorization: str | None) -> bool:
         try:

@@ -389,6 +389,8 @@ class ControlLoop:
                 traffic=traffic,
                 networks=parse_networks(traffic.allow_networks),
                 model_name=endpoint.name if revision and revision.image_kind in NAMED_ENGINES else None,
+                model=revision.repository if revision else None,
+                revision=revision.revision if revision else None,
             )
         self.table.publish(views)
         self.sleeper.forget({r.id for r in replicas})

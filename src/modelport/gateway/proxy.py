@@ -34,6 +34,7 @@ from modelport.gateway.metering import Call, Meter, error_event, prepare
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView, IPNetwork, Route, RoutingTable
+from modelport.gateway.transcript import Transcript
 from modelport.gateway.translation import Translation, plan
 from modelport.gateway.upstream import BrokenAnswer, NotAnswered, Upstream, UpstreamResponse
 from modelport.observe.usage_log import UsageLog
@@ -104,6 +105,10 @@ class Exchange:
     upstream: UpstreamResponse | None = None
     meter: Meter | None = None
     translation: Translation | None = None
+    client: str | None = None  # the caller's address
+    model: str | None = None  # of the endpoint that served it
+    revision: str | None = None
+    transcript: Transcript | None = None  # only for an endpoint that opted in to keeping texts
     releases: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
     waited_s: float = 0.0  # the body's upload, holds for a replica or a slot: not the gateway's work
@@ -160,6 +165,7 @@ class Gateway:
             started=self.clock(),
             started_at=self.wall(),
             served_by=name,
+            client=request.client.host if request.client else None,
         )
         try:
             view = self.table.get(namespace, name)
@@ -178,6 +184,8 @@ class Gateway:
             upload_started = self.clock()
             body = await request.body()
             ex.waited_s += self.clock() - upload_started  # the client's upload, not the gateway's work
+            if view.traffic.record_text is not None:
+                ex.transcript = Transcript(body, view.traffic.record_text.retention_days)
             call = prepare(request.method, path, request.url.query, body, view.model_name)
             response = await self._serve(view, ex, call, request)
         except APIError as err:
@@ -373,6 +381,7 @@ class Gateway:
             raise
         ex.releases += [leave, release]
         ex.route, ex.upstream, ex.translation = route, response, translation
+        ex.model, ex.revision = view.model, view.revision
         ex.first_byte_s = self.clock() - ex.started
         return response
 
@@ -445,6 +454,8 @@ class Gateway:
             async for chunk in upstream.chunks():
                 received = self.clock()
                 out = meter.feed(chunk)
+                if ex.transcript is not None:
+                    ex.transcript.feed(chunk, sse)
                 if out:
                     yield out  # resumes once the chunk was handed to the client's socket
                 ex.relay_s += self.clock() - received
@@ -505,6 +516,8 @@ class Gateway:
             self.metrics.tokens.labels(*labels, "prompt").inc(prompt)
         if completion:
             self.metrics.tokens.labels(*labels, "completion").inc(completion)
+        kept = ex.transcript
+        text = kept.kept(ex.request_id, ex.namespace, ex.endpoint, ex.started_at) if kept else None
         self.usage.record(
             UsageRecord(
                 request_id=ex.request_id,
@@ -521,7 +534,11 @@ class Gateway:
                 latency_ms=latency * 1000,
                 first_byte_ms=ex.first_byte_s * 1000 if ex.first_byte_s is not None else None,
                 started_at=ex.started_at,
-            )
+                client=ex.client,
+                model=ex.model[:512] if ex.model else None,
+                revision=ex.revision[:128] if ex.revision else None,
+            ),
+            text,
         )
 
 

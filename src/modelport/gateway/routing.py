@@ -46,6 +46,8 @@ class EndpointView:
     networks: tuple[IPNetwork, ...] = ()  # a private endpoint's own allow-list (empty: the default)
     # the one model name the engine answers to (vLLM, llama.cpp); None: it takes any name
     model_name: str | None = None
+    model: str | None = None  # the serving replicas' model repository and revision (usage, audit)
+    revision: str | None = None
 
 
 @dataclass

@@ -79,6 +79,12 @@ def canonical_detail(detail: Mapping[str, Any]) -> str:
     return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
+def text_digest(request_id: str, request: str, completion: str) -> str:
+    """SHA-256 of a request's kept texts (the stored strings) and its id, as its audit record holds it."""
+    body = json.dumps([request_id, request, completion], separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def record_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, action: str, target: str,
                 source: str, request_id: str, detail: str) -> str:  # fmt: skip
     fields = [seq, at, kind, actor, action, target, source, request_id, detail]
@@ -117,6 +123,30 @@ def verify(records: Iterable[StoredAudit], anchor_seq: int = 0, anchor_hash: str
             return VerifyReport(False, checked, anchor_seq, seq + 1, bad)
         seq, prev, checked = r.seq, r.hash, checked + 1
     return VerifyReport(True, checked, anchor_seq)
+
+
+def verify_texts(texts: Iterable[tuple[str, str, str, str]], recorded: set[str]) -> tuple[int, str | None]:
+    """Check kept request texts, given as (request id, request, completion, stored digest),
+    against the digests the verified audit records hold: (texts checked, the first problem)."""
+    checked = 0
+    for request_id, request, completion, digest in texts:
+        if text_digest(request_id, request, completion) != digest:
+            return checked, f"the kept text of request {request_id} was changed after it was written"
+        if digest not in recorded:
+            return checked, f"the kept text of request {request_id} has no audit record holding its digest"
+        checked += 1
+    return checked, None
+
+
+def recorded_text_digests(records: Iterable[StoredAudit]) -> set[str]:
+    """The text digests that inference records hold."""
+    out = set()
+    for r in records:
+        if r.kind == "inference" and '"text":{' in r.detail:
+            text = json.loads(r.detail).get("text")
+            if isinstance(text, dict) and isinstance(text.get("sha256"), str):
+                out.add(text["sha256"])
+    return out
 
 
 def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:

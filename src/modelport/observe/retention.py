@@ -1,7 +1,9 @@
 """The retention settings, applied by the control plane once at start and then every hour:
 usage records (and so the analytics series) older than MODELPORT_USAGE_RETENTION_DAYS, audit
-records older than MODELPORT_AUDIT_RETENTION_DAYS (0: kept forever). An audit purge keeps the
-chain verifiable and is itself recorded."""
+records older than MODELPORT_AUDIT_RETENTION_DAYS (0: kept forever), and request texts past
+their endpoint's traffic.recordText.retentionDays (each text carries its own expiry; an export
+never shows an expired one, even before this removes it). An audit purge keeps the chain
+verifiable and is itself recorded."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ INTERVAL_S = 3600.0
 
 
 def apply_retention(store: Store, now: datetime, usage_days: float, audit_days: float) -> dict[str, int]:
-    done = {"usage": 0, "audit": 0}
+    done = {"usage": 0, "audit": 0, "texts": store.texts.purge(now)}
     if usage_days > 0:
         done["usage"] = store.usage.purge(now - timedelta(days=usage_days))
     if audit_days > 0:
@@ -38,7 +40,8 @@ async def run_retention(store: Store, now: Callable[[], datetime], interval_s: f
                 apply_retention, store, now(), envs.usage_retention_days(), envs.audit_retention_days()
             )
             if any(done.values()):
-                log.info("retention: deleted %d usage and %d audit records", done["usage"], done["audit"])
+                log.info("retention: deleted %d usage records, %d audit records and %d request texts",
+                         done["usage"], done["audit"], done["texts"])  # fmt: skip
         except Exception:
             log.exception("applying the retention settings failed; trying again in an hour")
         await asyncio.sleep(interval_s)

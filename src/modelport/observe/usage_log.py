@@ -2,7 +2,9 @@
 
 A request never waits for the database: `record` appends, and a background task writes what
 has gathered every `interval_s` in one transaction, together with each request's record in
-the audit trail (its metadata: never any prompt or completion text). A failed write keeps the
+the audit trail (its metadata: no prompt or completion text; for an endpoint that opted in,
+the texts go to their own table in the same transaction, and the audit record holds their
+SHA-256). A failed write keeps the
 batch and retries on the next flush, and `close` writes whatever is left, so a clean shutdown loses nothing.
 """
 
@@ -14,23 +16,31 @@ import logging
 
 from modelport.observe.audit_chain import AuditEntry, timestamp
 from modelport.store.audit import AuditStore
-from modelport.store.records import UsageRecord
+from modelport.store.records import RequestText, UsageRecord
+from modelport.store.texts import TextStore
 from modelport.store.usage import UsageStore
 
 log = logging.getLogger("modelport.usage")
 
 
 class UsageLog:
-    def __init__(self, store: UsageStore, interval_s: float = 1.0, audit: AuditStore | None = None) -> None:
+    def __init__(
+        self,
+        store: UsageStore,
+        interval_s: float = 1.0,
+        audit: AuditStore | None = None,
+        texts: TextStore | None = None,
+    ) -> None:
         self.store = store
         self.audit = audit
+        self.texts = texts
         self.interval_s = interval_s
-        self._pending: list[UsageRecord] = []
+        self._pending: list[tuple[UsageRecord, RequestText | None]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def record(self, record: UsageRecord) -> None:
-        self._pending.append(record)
+    def record(self, record: UsageRecord, text: RequestText | None = None) -> None:
+        self._pending.append((record, text))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -46,13 +56,14 @@ class UsageLog:
                 log.exception("writing %d usage records failed; retrying", len(batch))
                 self._pending[:0] = batch
 
-    def _write(self, batch: list[UsageRecord]) -> None:
-        if self.audit is None:
-            self.store.add(batch)
-            return
-        with self.store.engine.begin() as conn:  # both or neither: a retry never counts twice
-            self.store.add(batch, conn)
-            self.audit.append([audit_entry(r) for r in batch], conn)
+    def _write(self, batch: list[tuple[UsageRecord, RequestText | None]]) -> None:
+        with self.store.engine.begin() as conn:  # all or nothing: a retry never counts twice
+            self.store.add([record for record, _ in batch], conn)
+            texts = [text for _, text in batch if text is not None]
+            if texts and self.texts is not None:
+                self.texts.add(texts, conn)
+            if self.audit is not None:
+                self.audit.append([audit_entry(record, text) for record, text in batch], conn)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -67,23 +78,30 @@ class UsageLog:
             await self.flush()
 
 
-def audit_entry(record: UsageRecord) -> AuditEntry:
-    """A request's line in the audit trail: who called what, how it ended, what it cost."""
+def audit_entry(record: UsageRecord, text: RequestText | None = None) -> AuditEntry:
+    """A request's line in the audit trail: who called what, on which model, how it ended, what it
+    cost; for a request whose texts were kept, their digest and until when they are kept."""
+    detail: dict[str, object] = {
+        "served_by": record.served_by,
+        "policy": record.policy,
+        "replica_id": record.replica_id,
+        "model": record.model,
+        "revision": record.revision,
+        "status": record.status,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "latency_ms": round(record.latency_ms, 3),
+        "first_byte_ms": None if record.first_byte_ms is None else round(record.first_byte_ms, 3),
+    }
+    if text is not None:
+        detail["text"] = {"sha256": text.digest, "kept_until": timestamp(text.expires_at)}
     return AuditEntry(
         kind="inference",
         actor=record.key_id or "anonymous",
         action=record.path,
         target=f"{record.namespace}/{record.endpoint}",
         at=timestamp(record.started_at),
+        source=record.client or "",
         request_id=record.request_id,
-        detail={
-            "served_by": record.served_by,
-            "policy": record.policy,
-            "replica_id": record.replica_id,
-            "status": record.status,
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "latency_ms": round(record.latency_ms, 3),
-            "first_byte_ms": None if record.first_byte_ms is None else round(record.first_byte_ms, 3),
-        },
+        detail=detail,
     )

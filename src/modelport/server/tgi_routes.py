@@ -67,7 +67,10 @@ def _token(state: ServerState, tid: int, logprob: float | None) -> dict[str, Any
     return {"id": tid, "text": token_text(state, tid), "logprob": logprob, "special": is_special(state, tid)}
 
 
-async def generate_payload(state: ServerState, req: GenerateRequest, request: Request) -> dict[str, Any]:
+async def generate_payload(
+    state: ServerState, req: GenerateRequest, request: Request
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The answer, and TGI's token-count headers (what the gateway meters when no details are asked)."""
     engine = state.require_llm()
     ids, params = _prepare(state, req)
     [r] = await until_disconnect(request, collect(engine, ids, params, 1, new_id("gen")))
@@ -86,7 +89,7 @@ async def generate_payload(state: ServerState, req: GenerateRequest, request: Re
         if req.parameters.top_n_tokens:
             details["top_tokens"] = [[_token(state, i, v) for i, v in t.top] for t in r.logprobs]
         out["details"] = details
-    return out
+    return out, {"x-prompt-tokens": str(len(ids)), "x-generated-tokens": str(len(r.token_ids))}
 
 
 def _parse(body: Any) -> GenerateRequest:
@@ -101,7 +104,8 @@ def _parse(body: Any) -> GenerateRequest:
 @router.post("/generate")
 async def generate(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse:
     req = _parse(await _json(request))
-    return JSONResponse(await generate_payload(state, req, request))
+    payload, counts = await generate_payload(state, req, request)
+    return JSONResponse(payload, headers=counts)
 
 
 @router.post("/generate_stream")
@@ -120,7 +124,8 @@ async def root(request: Request, state: ServerState = Depends(get_state)) -> JSO
     req = _parse(body)
     if req.stream:
         return await _stream_response(state, req)
-    return JSONResponse([await generate_payload(state, req, request)])
+    payload, counts = await generate_payload(state, req, request)
+    return JSONResponse([payload], headers=counts)
 
 
 async def _json(request: Request) -> Any:
@@ -134,7 +139,10 @@ async def _stream_response(state: ServerState, req: GenerateRequest) -> Streamin
     engine = state.require_llm()
     ids, params = _prepare(state, req)
     outputs = await start_stream(engine, ids, params, 1, new_id("gen"))
-    return StreamingResponse(_tgi_events(state, req, outputs), media_type="text/event-stream")
+    # the prompt's size as TGI sends it; the generated count comes in the last event's details
+    headers = {"x-prompt-tokens": str(len(ids))}
+    events = _tgi_events(state, req, outputs)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def _tgi_events(

@@ -8,6 +8,10 @@
   endpoint, bursts on a scale-to-zero one.
 - fallback: another endpoint that serves a request this one cannot (paused, failed, no replica
   answered, or a 5xx before anything reached the client).
+- recordText: opt in to keeping each request's body and completion text for `retentionDays`
+  (off by default: no prompt or completion text is kept anywhere). The texts go to the store
+  only, never to a log; each request's audit record carries their SHA-256, so a kept text is
+  proven unchanged, and the record still verifies once the text has expired.
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ class Overflow(_Wire):
     queue_above: int = Field(ge=0, description="outstanding requests (in flight + waiting) before overflow")
 
 
+class RecordText(_Wire):
+    retention_days: float = Field(gt=0, le=3650, description="days a request's texts are kept, then deleted")
+
+
 class Traffic(_Wire):
     allow_networks: list[str] = Field(default_factory=list)
     max_concurrent: int | None = Field(default=None, ge=1)
     max_queue: int = Field(default=256, ge=0)
     overflow: Overflow | None = None
     fallback: str | None = Field(default=None, pattern=NAME_PATTERN)
+    record_text: RecordText | None = None
 
     @field_validator("allow_networks")
     @classmethod

@@ -113,6 +113,23 @@ class UsageRecord:
     latency_ms: float
     first_byte_ms: float | None
     started_at: datetime
+    client: str | None = None  # the caller's address
+    model: str | None = None  # the model of the replica that served it: repository ...
+    revision: str | None = None  # ... and revision
+
+
+@dataclass(frozen=True)
+class RequestText:
+    """What a request sent and got back, kept only for an endpoint that opted in, until expires_at."""
+
+    request_id: str
+    namespace: str
+    endpoint: str
+    at: datetime
+    expires_at: datetime
+    request: str  # the body as the client sent it
+    completion: str  # JSON list of each choice's text
+    digest: str  # SHA-256 of both (audit_chain.text_digest): what the audit record keeps
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from modelport.store.records import (
 )
 from modelport.store.runs import RunStore
 from modelport.store.scaling import ScalingEventStore, add_event
+from modelport.store.texts import TextStore
 from modelport.store.times import utc as _utc
 from modelport.store.usage import UsageStore
 
@@ -61,6 +62,7 @@ class Store:
         self.usage = UsageStore(engine)
         self.audit = AuditStore(engine)
         self.runs = RunStore(engine)
+        self.texts = TextStore(engine)
         # called with each scaling event once stored (the control plane counts them in /metrics)
         self.event_listeners: list[Callable[[EndpointRecord, ScalingEvent], None]] = []
         self.scaling_events = ScalingEventStore(engine)

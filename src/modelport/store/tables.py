@@ -127,6 +127,25 @@ usage_records = Table(
     Column("latency_ms", Float, nullable=False),
     Column("first_byte_ms", Float, nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("client", String(64), nullable=True),  # the caller's address
+    Column("model", String(512), nullable=True),  # the served model's repository ...
+    Column("revision", String(128), nullable=True),  # ... and pinned revision
+)
+
+# request and completion texts of endpoints that opted in (traffic.recordText), until expires_at;
+# the request's audit record holds `digest`, so a kept text is proven unchanged
+request_texts = Table(
+    "request_texts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("namespace", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("request", Text, nullable=False),  # the body as the client sent it
+    Column("completion", Text, nullable=False),  # JSON list: each choice's text
+    Column("digest", String(64), nullable=False),
 )
 
 scaling_events = Table(
