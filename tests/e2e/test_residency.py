@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,12 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **RESIDENCY, "MODELPORT_DATA_DIR": str(data), **wide}
     return subprocess.run([sys.executable, "-m", "modelport.cli.main", *args],
                           capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+
+
+def last_errors(cp: ControlPlaneProcess, name: str) -> list[str]:
+    status = cp.endpoint(name)["status"]
+    assert isinstance(status, dict)
+    return [r["lastError"] or "" for r in status["replicas"]]
 
 
 def test_placement_egress_and_telemetry_follow_the_installation(tmp_path: Path, tiny_model: Path) -> None:
@@ -75,3 +82,20 @@ def test_placement_egress_and_telemetry_follow_the_installation(tmp_path: Path, 
     assert report["destinations"] == [mirror_host]  # the local folder is fetched from nowhere
     table = cli(data, "doctor", "--residency")
     assert "eu-west-1" in table.stdout and "hf-mirror.eu.internal" in table.stdout
+
+    # restarted in another region: the local endpoint (at one replica) may no longer run here, so
+    # each launch is refused before anything starts, and audited
+    moved = {**RESIDENCY, "MODELPORT_REGION": "eu-central-1"}
+    with ControlPlaneProcess(data, None, "--no-demo", env=moved) as cp:
+        deadline = time.monotonic() + 60
+        while not any("placement refused" in error for error in last_errors(cp, "chat")):
+            assert time.monotonic() < deadline, cp.endpoint("chat")["status"]
+            time.sleep(0.3)
+        assert not [p for p in replica_processes(data) if "chat" in p.cmdline()]
+    exported = [json.loads(line) for line in cli(data, "audit", "export").stdout.splitlines()]
+    launches = [r for r in exported if r["kind"] == "residency"]
+    assert launches and {(r["actor"], r["action"], r["target"]) for r in launches} == {
+        ("control-plane", "launch replica", "default/chat")
+    }
+    assert "region 'eu-central-1'" in launches[0]["detail"]["refused"]
+    assert cli(data, "audit", "verify").returncode == 0

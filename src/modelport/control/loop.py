@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from modelport.control.reconcile import (
     status_changes,
     target_replicas,
 )
+from modelport.control.residency import launch_refused, placement_refusal
+from modelport.control.resources import spec_from_records
 from modelport.control.sleeping import Sleeper
 from modelport.gateway.access import parse_networks
 from modelport.gateway.metrics import GatewayMetrics
@@ -304,11 +307,12 @@ class ControlLoop:
             revision = await asyncio.to_thread(
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
-            if endpoint.region != envs.REGION.get():  # the installation moved region after the create
-                raise RuntimeError(
-                    f"placement refused: this installation runs replicas in region {envs.REGION.get()!r}, "
-                    f"the endpoint is in {endpoint.region!r}"
-                )
+            # the installation's region or allowed hosts may have changed since the create
+            refused = placement_refusal(spec_from_records(endpoint, revision), envs.REGION.get(), os.environ)
+            if refused is not None:
+                entry = launch_refused(endpoint, replica.id, refused[1], self.now())
+                await asyncio.to_thread(self.store.audit.append, [entry])
+                raise RuntimeError(refused[1])
             plan = await asyncio.to_thread(engine_plan, Deployment.of_records(endpoint, revision))
             places = Places(envs.engines_dir(), envs.data_dir() / "engine-cache")
             handle = await self.runtime.start(launch_spec(replica.id, endpoint.name, revision, plan, places))

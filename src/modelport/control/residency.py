@@ -1,16 +1,21 @@
 """Data residency at the control plane: an endpoint runs only in this installation's region, and
 only from a model source on the allowed hosts. Both are checked before anything is stored or
-fetched; the refusal is an API error (and so in the audit trail, with its reason)."""
+fetched; the refusal is an API error (and so in the audit trail, with its reason). They are
+checked again before each replica launch (the installation's settings may have changed since
+the create), and a refused launch is audited too."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from modelport import envs
 from modelport.models.egress import egress_refusal
 from modelport.models.sources import SourceError, parse_source
+from modelport.observe.audit_chain import AuditEntry, timestamp
 from modelport.spec.endpoint import EndpointSpec, ImageKind
+from modelport.store.records import EndpointRecord
 
 
 def with_default_region(body: Any, region: str) -> Any:
@@ -42,3 +47,15 @@ def placement_refusal(spec: EndpointSpec, region: str, env: Mapping[str, str]) -
         return None  # parse_spec reports a source it cannot read
     refusal = egress_refusal(source, {**env, **spec.model.env, **spec.model.secrets})
     return None if refusal is None else ("model.repository", f"refused: {refusal}")
+
+
+def launch_refused(endpoint: EndpointRecord, replica_id: str, why: str, at: datetime) -> AuditEntry:
+    """The audit record of a replica launch refused for residency (region or model source host)."""
+    return AuditEntry(
+        kind="residency",
+        actor="control-plane",
+        action="launch replica",
+        target=f"{endpoint.namespace}/{endpoint.name}",
+        at=timestamp(at),
+        detail={"refused": why, "replica_id": replica_id},
+    )

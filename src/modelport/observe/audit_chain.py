@@ -25,7 +25,9 @@ GENESIS = "0" * 64  # what the first record of a new log links to
 class AuditEntry:
     """One audited event, before it is chained. Never any prompt or completion text."""
 
-    kind: str  # "admin" (an API call that changes something) or "inference" (one request's metadata)
+    # "admin" (an API call that changes something), "inference" (one request's metadata) or
+    # "residency" (a replica launch the control plane refused for its region or model source)
+    kind: str
     actor: str  # the API key id, or "admin-token"; "anonymous" for a refused caller
     action: str  # e.g. "PUT /v2/endpoint/{namespace}/{name}" or "POST /v1/chat/completions"
     target: str  # what it acted on, e.g. "default/chat" or "key:mp_abc"
