@@ -152,3 +152,11 @@ def kill_replicas(data_dir: Path) -> None:
     for proc in [*replica_processes(data_dir), *engine_processes(data_dir)]:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
+
+
+def audit_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`modelport audit ...` against an installation's SQLite store, as an operator runs it."""
+    env = {**os.environ, "MODELPORT_DATA_DIR": str(data_dir)}
+    env.pop("MODELPORT_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "modelport.cli.main", "audit", *args],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip

@@ -4,9 +4,6 @@ and once traffic stops the endpoint goes back down to zero."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from modelport import Client
-from tests.control_plane_process import ControlPlaneProcess
+from tests.control_plane_process import ControlPlaneProcess, audit_cli
 
 WORKERS = 12
 BURST_S = 35.0
@@ -40,10 +37,7 @@ def chat(url: str, token: str, stream: bool) -> int:
 def served_by_replicas(data_dir: Path, endpoint: str) -> list[str]:
     """The replica ids that served the endpoint's requests, from the audit trail's inference records
     (written within a second of each request's end)."""
-    env = {**os.environ, "MODELPORT_DATA_DIR": str(data_dir)}
-    env.pop("MODELPORT_DATABASE_URL", None)
-    done = subprocess.run([sys.executable, "-m", "modelport.cli.main", "audit", "export"],
-                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    done = audit_cli(data_dir, "export")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     return [r["detail"]["replica_id"] for r in records

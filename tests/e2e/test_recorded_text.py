@@ -6,10 +6,7 @@ the same installation that did not opt in keeps nothing."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,16 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess
+from tests.control_plane_process import ControlPlaneProcess, audit_cli
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def audit_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MODELPORT_DATA_DIR": str(data_dir)}
-    env.pop("MODELPORT_DATABASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "modelport.cli.main", "audit", *args],
-                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
 
 
 def test_opted_in_texts_are_kept_exported_verified_and_nowhere_else(tmp_path: Path, tiny_model: Path) -> None:
