@@ -62,7 +62,8 @@ def verify_command(database_url: DatabaseOption = None, as_json: JsonOption = Fa
                                "reason": report.reason or text_problem or ""}))  # fmt: skip
     elif ok:
         since = f", after record {report.anchor_seq} (earlier ones purged)" if report.anchor_seq else ""
-        texts = f"; {texts_checked} kept request texts match their records" if texts_checked else ""
+        plural = "texts match their records" if texts_checked != 1 else "text matches its record"
+        texts = f"; {texts_checked} kept request {plural}" if texts_checked else ""
         typer.echo(f"audit trail verified: {report.checked} records intact{since}{texts}")
     elif not report.ok:
         typer.echo(f"audit trail BROKEN at record {report.first_bad_seq}: {report.reason}", err=True)
