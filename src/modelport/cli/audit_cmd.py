@@ -45,15 +45,16 @@ def _when(text: str | None, option: str) -> datetime | None:
 @audit_app.command("verify")
 def verify_command(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Check every record's hash and link; exit 1 naming the first record that fails."""
-    from modelport.observe.audit_chain import recorded_text_digests, verify_texts
+    from modelport.observe.audit_chain import verify_texts
 
     store = _store(database_url)
     try:
-        report = store.audit.verify()
+        recorded: set[str] = set()
+        report = store.audit.verify(recorded)
         texts_checked, text_problem = 0, None
         if report.ok and store.texts.count():  # kept texts (endpoints that opted in) must match too
             kept = ((t.request_id, t.request, t.completion, t.digest) for t in store.texts.kept(_now()))
-            texts_checked, text_problem = verify_texts(kept, recorded_text_digests(store.audit.records()))
+            texts_checked, text_problem = verify_texts(kept, recorded)
     finally:
         store.close()
     ok = report.ok and text_problem is None

@@ -108,8 +108,15 @@ def chain(entries: Iterable[AuditEntry], last_seq: int, last_hash: str) -> list[
     return out
 
 
-def verify(records: Iterable[StoredAudit], anchor_seq: int = 0, anchor_hash: str = GENESIS) -> VerifyReport:
-    """Check every record, in sequence order, from the anchor on; name the first that fails."""
+def verify(
+    records: Iterable[StoredAudit],
+    anchor_seq: int = 0,
+    anchor_hash: str = GENESIS,
+    text_digests: set[str] | None = None,
+) -> VerifyReport:
+    """Check every record, in sequence order, from the anchor on; name the first that fails.
+    `text_digests`, if given, collects the kept-text digests that verified records hold (what
+    `verify_texts` checks kept texts against), in the same pass."""
     seq, prev, checked = anchor_seq, anchor_hash, 0
     for r in records:
         bad = None
@@ -124,6 +131,8 @@ def verify(records: Iterable[StoredAudit], anchor_seq: int = 0, anchor_hash: str
         if bad is not None:
             return VerifyReport(False, checked, anchor_seq, seq + 1, bad)
         seq, prev, checked = r.seq, r.hash, checked + 1
+        if text_digests is not None and (digest := _text_digest_in(r)) is not None:
+            text_digests.add(digest)
     return VerifyReport(True, checked, anchor_seq)
 
 
@@ -140,15 +149,13 @@ def verify_texts(texts: Iterable[tuple[str, str, str, str]], recorded: set[str])
     return checked, None
 
 
-def recorded_text_digests(records: Iterable[StoredAudit]) -> set[str]:
-    """The text digests that inference records hold."""
-    out = set()
-    for r in records:
-        if r.kind == "inference" and '"text":{' in r.detail:
-            text = json.loads(r.detail).get("text")
-            if isinstance(text, dict) and isinstance(text.get("sha256"), str):
-                out.add(text["sha256"])
-    return out
+def _text_digest_in(record: StoredAudit) -> str | None:
+    """The kept-text digest an inference record holds, if any."""
+    if record.kind != "inference" or '"text":{' not in record.detail:
+        return None
+    text = json.loads(record.detail).get("text")
+    digest = text.get("sha256") if isinstance(text, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:

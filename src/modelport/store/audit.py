@@ -76,9 +76,10 @@ class AuditStore:
                 return
             after = int(rows[-1].seq)
 
-    def verify(self) -> VerifyReport:
+    def verify(self, text_digests: set[str] | None = None) -> VerifyReport:
+        """The chain from the anchor on; `text_digests` collects the kept-text digests it holds."""
         seq, digest = self.anchor()
-        return verify(self.records(), seq, digest)
+        return verify(self.records(), seq, digest, text_digests)
 
     def count(self) -> int:
         with self.engine.connect() as conn:
