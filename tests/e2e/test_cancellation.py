@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import openai
 import psutil
@@ -51,6 +52,26 @@ def _wait_for_empty_pool(server: ServerProcess, timeout: float = 10.0) -> tuple[
         time.sleep(0.1)
 
 
+def _metric_or_zero(server: ServerProcess, key: str) -> float:
+    try:
+        return server.metric(key)
+    except KeyError:
+        return 0.0
+
+
+def _settled(read: Callable[[], float], quiet_s: float = 0.5, timeout: float = 10.0) -> float:
+    """A value once it has not changed for quiet_s."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        again = read()
+        if again == value:
+            return value
+        value = again
+    return value
+
+
 def test_cancelled_streams_leave_the_kv_pool_empty_and_memory_flat(tiny_server: ServerProcess) -> None:
     proc = psutil.Process(tiny_server.pid)
     completed, cancelled = asyncio.run(_round(tiny_server.url))
@@ -86,10 +107,9 @@ def test_non_streaming_client_that_gives_up_frees_its_blocks(tiny_server: Server
     import httpx
 
     key = 'modelport:request_success_total{finished_reason="abort",model_name="tiny"}'
-    try:
-        before = tiny_server.metric(key)
-    except KeyError:
-        before = 0.0
+    # the previous test's cancelled streams may still be finishing: count from a settled engine
+    assert _wait_for_empty_pool(tiny_server) == (0.0, 0.0)
+    before = _settled(lambda: _metric_or_zero(tiny_server, key))
     body = {"prompt": "x", "max_tokens": 2000, "ignore_eos": True, "n": 4}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{tiny_server.url}/v1/completions", json=body, timeout=0.5)
