@@ -88,6 +88,12 @@ USAGE_RETENTION_DAYS = EnvVar(
     "400",
     "Days usage records (and the per-endpoint analytics computed from them) are kept; 0: forever.",
 )
+USAGE_QUEUE_MAX = EnvVar(
+    "MODELPORT_USAGE_QUEUE_MAX",
+    "100000",
+    "Usage records (each with its audit record) the gateway holds while the store cannot take them; "
+    "past it the oldest are dropped, counted in modelport_usage_records_dropped_total and logged.",
+)
 
 AUDIT_RETENTION_DAYS = EnvVar(
     "MODELPORT_AUDIT_RETENTION_DAYS",
@@ -135,6 +141,7 @@ ALL: tuple[EnvVar, ...] = (
     REGION,
     ALLOWED_HOSTS,
     USAGE_RETENTION_DAYS,
+    USAGE_QUEUE_MAX,
     AUDIT_RETENTION_DAYS,
     HARDWARE_PRICES,
     ENGINES_DIR,
@@ -174,6 +181,14 @@ def replica_preload() -> bool:
 
 def usage_retention_days() -> float:
     return float(USAGE_RETENTION_DAYS.get() or "0")
+
+
+def usage_queue_max() -> int:
+    """At least 1: a typo must not turn usage recording off."""
+    try:
+        return max(1, int(USAGE_QUEUE_MAX.get()))
+    except ValueError:
+        return int(USAGE_QUEUE_MAX.default)
 
 
 def audit_retention_days() -> float:

@@ -186,7 +186,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         return {"status": "ok", "version": __version__}
 
     pages = autoscaler.scraper.pages if autoscaler.scraper is not None else {}
-    metrics.registry.register(ControlCollector(store, table, lambda: pages))
+    metrics.registry.register(ControlCollector(store, table, lambda: pages, usage_log))
 
     @app.get("/metrics", tags=["system"], summary="Gateway, control plane and engine metrics (admin)")
     async def metrics_page(request: Request) -> Response:

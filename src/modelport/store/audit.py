@@ -1,7 +1,9 @@
 """The audit trail in the store: append (chained), read in order, verify, export, purge by age.
 
-Appends are serialised (one control plane per store, and a lock here): each reads the last
-record's sequence number and hash, or the purge anchor, in the transaction that inserts.
+Appends are serialised (a lock here, and a database lock held to the end of the transaction
+that inserts, which may be the caller's): each reads the last record's sequence number and hash,
+or the purge anchor, in that transaction. Fields are cut to their columns before they are
+hashed (store/limits.py), so an over-long path is stored, and verifies, clipped.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from modelport.observe.audit_chain import (
     GENESIS,
@@ -23,10 +25,12 @@ from modelport.observe.audit_chain import (
     verify,
 )
 from modelport.store import tables
+from modelport.store.limits import clip_row
 
 _t = tables.audit_records
 _anchor = tables.audit_anchor
 _BATCH = 1000
+_CHAIN_LOCK = 0x6D6F64656C617564  # "modelaud": the advisory lock that orders appends on PostgreSQL
 
 
 class AuditStore:
@@ -35,21 +39,22 @@ class AuditStore:
         self._lock = threading.Lock()
 
     def append(self, entries: Sequence[AuditEntry], conn: Connection | None = None) -> list[StoredAudit]:
-        """Chain and insert the entries in one transaction (`conn`'s, if given)."""
+        """Chain and insert the entries in one transaction (`conn`'s, if given, which then holds
+        the chain's lock until it ends: append last, just before committing)."""
         if not entries:
             return []
-        with self._lock:
-            if conn is not None:
-                return self._append(conn, entries)
-            with self.engine.begin() as own:
-                return self._append(own, entries)
+        if conn is not None:
+            return self._append(conn, entries)
+        with self.engine.begin() as own:
+            return self._append(own, entries)
 
     def _append(self, conn: Connection, entries: Sequence[AuditEntry]) -> list[StoredAudit]:
+        _lock_chain(conn)
         last = conn.execute(select(_t.c.seq, _t.c.hash).order_by(_t.c.seq.desc()).limit(1)).first()
         if last is None:
             last = conn.execute(select(_anchor.c.seq, _anchor.c.hash)).first()
         seq, prev = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS)
-        records = chain(entries, seq, prev)
+        records = chain([_fitted(e) for e in entries], seq, prev)  # hashed as stored
         conn.execute(insert(_t), [dataclasses.asdict(r) for r in records])
         return records
 
@@ -90,6 +95,7 @@ class AuditStore:
         what is left still verifies. Refuses (ValueError) to purge past a record that does not
         verify: evidence of tampering is not deleted by a retention job."""
         with self._lock, self.engine.begin() as conn:
+            _lock_chain(conn)
             cut = timestamp(before)
             last = conn.execute(
                 select(_t.c.seq, _t.c.hash).where(_t.c.at < cut).order_by(_t.c.seq.desc()).limit(1)
@@ -113,3 +119,20 @@ class AuditStore:
         detail = {"deleted": deleted, "before": timestamp(before)}
         self.append([AuditEntry("admin", actor, "audit purge", "audit", timestamp(now), detail=detail)])
         return deleted
+
+
+def _fitted(entry: AuditEntry) -> AuditEntry:
+    """The entry with each field cut to its column, before it is hashed: the hash covers what is
+    stored, and a long path or forwarded address cannot make the insert fail."""
+    names = ("at", "kind", "actor", "action", "target", "source", "request_id")
+    return dataclasses.replace(entry, **clip_row(_t, {name: getattr(entry, name) for name in names}))
+
+
+def _lock_chain(conn: Connection) -> None:
+    """Hold the chain's end until `conn`'s transaction ends. An append may share a transaction
+    that commits later (a usage batch, an admin change), and another append reading the end
+    before that commit would reuse its sequence number."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+    else:  # SQLite: a write that changes nothing takes the database's write lock now, not at the insert
+        conn.execute(update(_anchor).where(_anchor.c.id != _anchor.c.id).values(id=_anchor.c.id))

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from modelport.store import tables
+from modelport.store.limits import clip_row
 from modelport.store.records import RequestText
 from modelport.store.times import utc
 
@@ -24,7 +25,7 @@ class TextStore:
     def add(self, texts: Sequence[RequestText], conn: Connection | None = None) -> None:
         if not texts:
             return
-        rows = [dataclasses.asdict(t) for t in texts]
+        rows = [clip_row(_t, dataclasses.asdict(t)) for t in texts]
         if conn is not None:
             conn.execute(insert(_t), rows)
             return

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, case, delete, func, insert, select
 
 from modelport.observe.series import RequestPoint
 from modelport.store import tables
+from modelport.store.limits import clip_row
 from modelport.store.records import UsageRecord
 from modelport.store.times import utc
 
@@ -27,11 +28,12 @@ class UsageStore:
         a second)."""
         if not records:
             return
+        rows = [clip_row(_t, dataclasses.asdict(r)) for r in records]  # a long path must not fail the batch
         if conn is not None:
-            conn.execute(insert(_t), [dataclasses.asdict(r) for r in records])
+            conn.execute(insert(_t), rows)
             return
         with self.engine.begin() as own:
-            own.execute(insert(_t), [dataclasses.asdict(r) for r in records])
+            own.execute(insert(_t), rows)
 
     def by_endpoint(self, key_id: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
         """Requests and tokens per (namespace, endpoint served), optionally for one key / since a time."""
