@@ -5,12 +5,15 @@ Deliberately not modelport code: a small FastAPI app that answers /health,
 word, and says which process answered (x-served-by), so a test can see requests spread over
 replicas. With --sleep-routes it also has vLLM's sleep routes (POST /sleep, POST /wake_up,
 GET /is_sleeping) and refuses generation while asleep, as a user's own vLLM would be run.
-Run: python tests/custom_app.py --port P [--name N] [--sleep-routes]
+With --fault-route, POST /fault?health=503 (or =hang) makes /health answer 503 (or never answer)
+from then on while the process stays up, as a server whose engine died or hung would.
+Run: python tests/custom_app.py --port P [--name N] [--sleep-routes] [--fault-route]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import time
@@ -22,9 +25,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 
-def build(name: str, sleep_routes: bool = False) -> FastAPI:
+def build(name: str, sleep_routes: bool = False, fault_route: bool = False) -> FastAPI:
     app = FastAPI()
-    state = {"asleep": False, "sleeps": 0, "wakes": 0}
+    state = {"asleep": False, "sleeps": 0, "wakes": 0, "health": "ok"}
+
+    if fault_route:
+
+        @app.post("/fault")
+        def fault(health: str) -> dict[str, str]:
+            state["health"] = health
+            return {"health": health}
 
     if sleep_routes:
 
@@ -53,7 +63,11 @@ def build(name: str, sleep_routes: bool = False) -> FastAPI:
             return response
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> Any:
+        if state["health"] == "hang":
+            await asyncio.sleep(3600)
+        if state["health"] == "503":
+            return JSONResponse({"status": "engine dead"}, status_code=503)
         return {"status": "ok"}
 
     @app.post("/v1/chat/completions")
@@ -103,5 +117,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="custom")
     parser.add_argument("--sleep-routes", action="store_true")
+    parser.add_argument("--fault-route", action="store_true")
     args = parser.parse_args()
-    uvicorn.run(build(args.name, args.sleep_routes), host="127.0.0.1", port=args.port, log_level="warning")
+    app = build(args.name, args.sleep_routes, args.fault_route)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

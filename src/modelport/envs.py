@@ -69,6 +69,13 @@ REPLICA_PRELOAD = EnvVar(
     "as a new Python.",
 )
 
+UNHEALTHY_PROBES = EnvVar(
+    "MODELPORT_UNHEALTHY_PROBES",
+    "3",
+    "Health probes in a row (one per 0.5 s control-loop tick, each timing out after 2 s) a replica "
+    "that was ready may fail before it is stopped and restarted; it leaves routing at the first.",
+)
+
 REGION = EnvVar(
     "MODELPORT_REGION",
     "local",
@@ -138,6 +145,7 @@ ALL: tuple[EnvVar, ...] = (
     DATABASE_URL,
     REPLICA_ID,
     REPLICA_PRELOAD,
+    UNHEALTHY_PROBES,
     REGION,
     ALLOWED_HOSTS,
     USAGE_RETENTION_DAYS,
@@ -177,6 +185,10 @@ def engines_dir() -> Path:
 
 def replica_preload() -> bool:
     return REPLICA_PRELOAD.get().strip().lower() not in ("0", "false", "no", "off")
+
+
+def unhealthy_probes() -> int:
+    return max(int(UNHEALTHY_PROBES.get() or UNHEALTHY_PROBES.default), 1)
 
 
 def usage_retention_days() -> float:

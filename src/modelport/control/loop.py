@@ -5,8 +5,10 @@ store fresh, so a control plane restarted after a crash carries on from the stor
 handles: live replicas are re-adopted, dead ones restarted, half-stopped ones stopped. A
 replica is stopped by first withdrawing it from the routing table, then waiting for its
 in-flight requests to finish, then asking the runtime to stop it; only then is its record
-removed. Store calls run in a worker thread so the gateway sharing this event loop never
-waits on the database.
+removed. A replica that was ready and fails a health probe leaves routing at once; after
+`unhealthy_probes` failures in a row it is killed (no drain: it cannot answer) and restarted in
+place like one that exited. Store calls run in a worker thread so the gateway sharing this
+event loop never waits on the database.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import dataclasses
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from modelport import envs
@@ -26,17 +28,21 @@ from modelport.control.reconcile import (
     STOPPING,
     Action,
     MarkFailed,
+    ProbeFailures,
     Promote,
     RemoveEndpoint,
     RestartReplica,
     RollBack,
     StartReplica,
     StopReplica,
+    failed_probe,
+    is_unhealthy,
     plan,
     serving_count,
     standby_replicas,
     status_changes,
     target_replicas,
+    unhealthy_reason,
 )
 from modelport.control.residency import launch_refused, placement_refusal
 from modelport.control.resources import spec_from_records
@@ -67,6 +73,9 @@ class LoopSettings:
     drain_timeout_s: float = 60.0  # longest wait for in-flight requests before stopping a replica
     stop_grace_s: float = 30.0  # SIGTERM → SIGKILL
     start_timeout_s: float = 900.0  # a replica not healthy by then is stopped and counts as a failed start
+    # failed probes in a row after which a replica that was ready is killed and restarted
+    unhealthy_probes: int = dataclasses.field(default_factory=envs.unhealthy_probes)
+    unhealthy_stop_grace_s: float = 1.0  # SIGTERM → SIGKILL for it: it is not serving anyway
 
 
 class ControlLoop:
@@ -88,8 +97,11 @@ class ControlLoop:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stops: dict[str, asyncio.Task[None]] = {}
+        # replicas stopped without a drain (unhealthy, never ready): restarted once these finish
+        self._kills: dict[str, asyncio.Task[None]] = {}
+        self._probe_failures: dict[str, ProbeFailures] = {}  # of replicas that were ready
+        self._ready_restarts: dict[str, int] = {}  # `restarts` when last seen ready (failed starts)
         self._revisions: dict[tuple[int, int], ModelRevision] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self._starting = False  # a replica is starting: tick at the faster poll
         self.sleeper = Sleeper(put_to_sleep, wake_up, is_sleeping, self.notify)
 
@@ -117,7 +129,7 @@ class ControlLoop:
         # publish before acting: a replica that just became ready takes traffic before the
         # replicas it replaces are withdrawn, so routes never go empty during a rollout
         self._publish(endpoints, replicas)
-        for action in plan(endpoints, replicas, self.now()):
+        for action in plan(endpoints, replicas, self.now(), self._ready_restarts):
             await self._execute(action, {e.id: e for e in endpoints}, {r.id: r for r in replicas})
         endpoints, replicas = await asyncio.to_thread(self._load)
         await asyncio.to_thread(self._write_status, endpoints, replicas)
@@ -133,7 +145,7 @@ class ControlLoop:
                 if replica.id not in self._stops:
                     self._stops[replica.id] = asyncio.create_task(self._stop(replica))
         await self.sleeper.close()
-        pending = [*self._stops.values(), *self._background]
+        pending = [*self._stops.values(), *self._kills.values()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
@@ -165,7 +177,17 @@ class ControlLoop:
         for replica in replicas:  # stops that a previous control plane left half done
             if replica.phase == STOPPING and replica.id not in self._stops:
                 self._stops[replica.id] = asyncio.create_task(self._stop(replica))
+        self._remember_ready(updated.values())
         return list(updated.values())
+
+    def _remember_ready(self, replicas: Collection[ReplicaRecord]) -> None:
+        """Note each ready replica's restart count (failed starts are counted from it) and forget
+        replicas that are gone."""
+        self._ready_restarts.update({r.id: r.restarts for r in replicas if r.phase == ReplicaPhase.READY})
+        ids = {r.id for r in replicas}
+        for memo in (self._ready_restarts, self._probe_failures):
+            for gone in memo.keys() - ids:
+                del memo[gone]
 
     def _count_start(
         self, replica: ReplicaRecord, endpoint: EndpointRecord | None, replicas: Iterable[ReplicaRecord]
@@ -194,6 +216,8 @@ class ControlLoop:
 
     def _apply_observation(self, replica: ReplicaRecord, seen: ReplicaObservation) -> ReplicaRecord:
         now = self.now()
+        if seen.phase != ReplicaPhase.STARTING:  # a probe passed, or the process is gone
+            self._probe_failures.pop(replica.id, None)
         if seen.phase == ReplicaPhase.READY:
             if replica.phase == ReplicaPhase.READY:
                 return replica
@@ -208,12 +232,12 @@ class ControlLoop:
             return dataclasses.replace(
                 replica, phase=ReplicaPhase.EXITED.value, exited_at=now, last_error=f"{code}\n{lines}".strip()
             )
+        if replica.ready_at is not None:  # it was ready in this run: a health probe failed
+            return self._failed_probe(replica, seen.handle, now)
         waited = (now - replica.started_at).total_seconds()
-        if replica.ready_at is None and waited > self.settings.start_timeout_s:
+        if waited > self.settings.start_timeout_s:
             # counts as a failed start; the stop happens in the background
-            task = asyncio.create_task(self._stop_unready(seen.handle, replica.id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._kill(seen.handle, replica.id, self.settings.stop_grace_s)
             return dataclasses.replace(
                 replica,
                 phase=ReplicaPhase.EXITED.value,
@@ -222,9 +246,37 @@ class ControlLoop:
             )
         return dataclasses.replace(replica, phase=ReplicaPhase.STARTING.value)
 
-    async def _stop_unready(self, handle: ReplicaHandle, replica_id: str) -> None:
-        await self.runtime.stop(handle, self.settings.stop_grace_s)
-        await asyncio.to_thread(self.store.runs.close, replica_id, self.now())
+    def _failed_probe(self, replica: ReplicaRecord, handle: ReplicaHandle, now: datetime) -> ReplicaRecord:
+        """A replica that was ready failed a probe: out of routing now (it is no longer READY, so
+        this tick's publish leaves it out); after enough failures, killed and marked exited, so the
+        planner restarts it in place after its backoff."""
+        failures = failed_probe(self._probe_failures.get(replica.id), now)
+        if not is_unhealthy(failures, now, self.settings.unhealthy_probes, self.settings.interval_s):
+            if failures.count == 1:
+                log.warning("replica %s failed a health probe; not routed until it passes", replica.id[:8])
+            self._probe_failures[replica.id] = failures
+            return dataclasses.replace(replica, phase=ReplicaPhase.STARTING.value)
+        del self._probe_failures[replica.id]
+        reason = unhealthy_reason(failures, now)
+        log.warning("replica %s %s; stopping it to restart it", replica.id[:8], reason)
+        self._kill(handle, replica.id, self.settings.unhealthy_stop_grace_s)
+        return dataclasses.replace(replica, phase=ReplicaPhase.EXITED.value, exited_at=now, last_error=reason)
+
+    def _kill(self, handle: ReplicaHandle, replica_id: str, grace_s: float) -> None:
+        """Stop a replica's process in the background, without a drain; its restart waits for it."""
+        if replica_id not in self._kills:
+            self._kills[replica_id] = asyncio.create_task(self._stop_process(handle, replica_id, grace_s))
+
+    async def _stop_process(self, handle: ReplicaHandle, replica_id: str, grace_s: float) -> None:
+        try:
+            await self.runtime.stop(handle, grace_s)
+            # closed before the restart opens the replica's next run (runs close by replica id)
+            await asyncio.to_thread(self.store.runs.close, replica_id, self.now())
+        except Exception:
+            log.exception("stopping replica %s failed; its restart goes ahead", replica_id[:8])
+        finally:
+            self._kills.pop(replica_id, None)
+            self.notify()
 
     async def _execute(
         self, action: Action, endpoints: dict[int, EndpointRecord], replicas: dict[str, ReplicaRecord]
@@ -234,7 +286,8 @@ class ControlLoop:
             case StartReplica(endpoint_id, generation):
                 await self._start(endpoints[endpoint_id], generation)
             case RestartReplica(replica_id):
-                await self._restart(replicas[replica_id])
+                if replica_id not in self._kills:  # else its old process is still being stopped
+                    await self._restart(replicas[replica_id])
             case StopReplica(replica_id):
                 await self._begin_stop(replicas[replica_id])
             case MarkFailed(endpoint_id, message):

@@ -6,15 +6,18 @@ the actions through the runtime. Rules, per endpoint:
   is removed.
 - failed: nothing runs until an update or resume clears it.
 - the current generation is kept at its target: exited replicas restart in place after an
-  exponential backoff; a replica that exits `MAX_LOAD_ATTEMPTS` times without ever becoming
-  ready fails the endpoint (first deploy) or rolls the update back (a good generation exists).
+  exponential backoff; a replica that exits `MAX_LOAD_ATTEMPTS` times without becoming ready
+  (counted since it was last ready) fails the endpoint (first deploy) or rolls the update back
+  (a good generation exists).
+- a replica that was ready and then fails `probes` health probes in a row (`is_unhealthy`) is
+  taken out of routing at the first failure, then stopped and restarted like an exited one.
 - rollout: replicas of other generations keep serving until the current generation has its
   target ready; then the new generation is promoted and the old replicas are drained and stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,19 +105,61 @@ def backoff_s(restarts: int) -> float:
     return float(min(BACKOFF_BASE_S * 2**restarts, BACKOFF_MAX_S))
 
 
+@dataclass(frozen=True)
+class ProbeFailures:
+    """Health probes a replica that had been ready failed in a row (the loop keeps these in memory)."""
+
+    count: int
+    since: datetime  # when the first of them failed
+
+
+def failed_probe(failures: ProbeFailures | None, now: datetime) -> ProbeFailures:
+    """One more failed probe (a probe that passes ends the run: the loop forgets the record)."""
+    if failures is None:
+        return ProbeFailures(1, now)
+    return ProbeFailures(failures.count + 1, failures.since)
+
+
+def is_unhealthy(failures: ProbeFailures, now: datetime, probes: int, interval_s: float) -> bool:
+    """Whether a replica that was ready is to be replaced: `probes` failed probes in a row, spread
+    over at least `probes - 1` loop intervals (the loop polls faster while anything starts, which
+    must not shorten the grace an unresponsive moment gets)."""
+    spread = (now - failures.since).total_seconds()
+    return failures.count >= probes and spread >= (probes - 1) * interval_s
+
+
+def unhealthy_reason(failures: ProbeFailures, now: datetime) -> str:
+    spread = (now - failures.since).total_seconds()
+    return f"unhealthy after ready: {failures.count} failed probes in {spread:.1f} s"
+
+
+def failed_starts(replica: ReplicaRecord, ready_restarts: Mapping[str, int]) -> int:
+    """Starts of this replica that did not become ready, since it last was: `ready_restarts`
+    holds its `restarts` count when it was last seen ready (a restart after a ready run, e.g.
+    after it turned unhealthy, is no failed start)."""
+    return replica.restarts - ready_restarts.get(replica.id, -1)
+
+
 def plan(
-    endpoints: Sequence[EndpointRecord], replicas: Sequence[ReplicaRecord], now: datetime
+    endpoints: Sequence[EndpointRecord],
+    replicas: Sequence[ReplicaRecord],
+    now: datetime,
+    ready_restarts: Mapping[str, int] | None = None,
 ) -> list[Action]:
+    """`ready_restarts`: each replica's `restarts` when it was last seen ready (see failed_starts);
+    a replica missing from it counts every start as a failure until it becomes ready."""
     by_endpoint: dict[int, list[ReplicaRecord]] = {}
     for replica in replicas:
         by_endpoint.setdefault(replica.endpoint_id, []).append(replica)
     actions: list[Action] = []
     for endpoint in endpoints:
-        actions += _plan_endpoint(endpoint, by_endpoint.get(endpoint.id, []), now)
+        actions += _plan_endpoint(endpoint, by_endpoint.get(endpoint.id, []), now, ready_restarts or {})
     return actions
 
 
-def _plan_endpoint(endpoint: EndpointRecord, replicas: list[ReplicaRecord], now: datetime) -> list[Action]:
+def _plan_endpoint(
+    endpoint: EndpointRecord, replicas: list[ReplicaRecord], now: datetime, ready_restarts: Mapping[str, int]
+) -> list[Action]:
     live = [r for r in replicas if r.phase != STOPPING]
     target = target_replicas(endpoint)
     total = target + standby_replicas(endpoint)  # serving plus warm standby
@@ -130,7 +175,7 @@ def _plan_endpoint(endpoint: EndpointRecord, replicas: list[ReplicaRecord], now:
     for replica in current:
         if replica.phase != ReplicaPhase.EXITED:
             continue
-        if replica.ready_at is None and replica.restarts + 1 >= MAX_LOAD_ATTEMPTS:
+        if replica.ready_at is None and failed_starts(replica, ready_restarts) >= MAX_LOAD_ATTEMPTS:
             return _give_up(endpoint, others, replica)
         assert replica.exited_at is not None
         if now >= replica.exited_at + timedelta(seconds=backoff_s(replica.restarts)):
@@ -191,7 +236,7 @@ def derive_status(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) -
         return Status(EndpointState.FAILED, endpoint.message, ready, 0)
     current = [r for r in live if r.generation == endpoint.generation]
     ready_current = sum(1 for r in current if r.phase == ReplicaPhase.READY)
-    notes = [_replica_note(r) for r in current if r.restarts or r.phase == ReplicaPhase.EXITED]
+    notes = [_replica_note(r) for r in current if r.restarts or r.phase != ReplicaPhase.READY]
     message = "; ".join(note for note in notes if note)
     if endpoint.good_generation not in (0, endpoint.generation):
         progress = (
@@ -221,6 +266,10 @@ def status_changes(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) 
 
 def _replica_note(replica: ReplicaRecord) -> str:
     last = (replica.last_error or "").strip().splitlines()[-1:] or [""]
+    if replica.phase == ReplicaPhase.STARTING and replica.ready_at is not None:  # was ready this run
+        return f"replica {replica.id[:8]} is failing its health probes; not routed"
+    if replica.phase == ReplicaPhase.STARTING and not replica.restarts:
+        return ""
     if replica.phase == ReplicaPhase.EXITED:
         return f"replica {replica.id[:8]} exited ({last[0]}); restarting (restart {replica.restarts + 1})"
     return f"replica {replica.id[:8]} restarted {replica.restarts}x; last exit: {last[0]}"

@@ -17,9 +17,12 @@ from modelport.control.reconcile import (
     StopReplica,
     backoff_s,
     derive_status,
+    failed_probe,
+    is_unhealthy,
     plan,
     serving_count,
     target_replicas,
+    unhealthy_reason,
 )
 from modelport.spec.endpoint import EndpointState
 from modelport.store.records import EndpointRecord, ReplicaRecord
@@ -87,6 +90,46 @@ def test_repeated_load_failure_fails_a_first_deploy() -> None:
 def test_a_replica_that_once_served_keeps_being_restarted() -> None:
     crashed = replica("a", phase="exited", restarts=5, exited_at=NOW - timedelta(minutes=1))
     assert plan([endpoint()], [crashed], NOW) == [RestartReplica("a")]
+
+
+def test_a_ready_replica_is_unhealthy_after_n_failed_probes_spread_over_the_interval() -> None:
+    failures = failed_probe(None, NOW)
+    assert not is_unhealthy(failures, NOW, probes=3, interval_s=0.5)
+    at = [NOW + timedelta(seconds=s) for s in (0.5, 1.0)]
+    failures = failed_probe(failed_probe(failures, at[0]), at[1])
+    assert (failures.count, failures.since) == (3, NOW)
+    assert is_unhealthy(failures, at[1], probes=3, interval_s=0.5)
+    assert unhealthy_reason(failures, at[1]) == "unhealthy after ready: 3 failed probes in 1.0 s"
+    # the loop polls every 0.1 s while anything starts: three quick failures are not enough yet
+    quick = failed_probe(failed_probe(failed_probe(None, NOW), NOW), NOW + timedelta(seconds=0.2))
+    assert not is_unhealthy(quick, NOW + timedelta(seconds=0.2), probes=3, interval_s=0.5)
+    assert is_unhealthy(failed_probe(quick, at[1]), at[1], probes=3, interval_s=0.5)
+    # probes=1: the first failure is enough
+    assert is_unhealthy(failed_probe(None, NOW), NOW, probes=1, interval_s=0.5)
+
+
+def test_an_unhealthy_replica_is_restarted_after_its_backoff_and_fails_no_deploy() -> None:
+    # what the loop records for a replica that was ready and then failed its probes
+    unhealthy = replica(
+        "a", phase="exited", restarts=MAX_LOAD_ATTEMPTS - 1, exited_at=NOW, last_error="unhealthy after ready"
+    )
+    first_deploy = endpoint(good_generation=0, state="running")
+    assert plan([first_deploy], [unhealthy], NOW) == []  # backoff first
+    later = NOW + timedelta(seconds=backoff_s(unhealthy.restarts))
+    assert plan([first_deploy], [unhealthy], later) == [RestartReplica("a")]
+
+
+def test_failed_starts_are_counted_from_the_last_ready_run() -> None:
+    ep = endpoint(good_generation=0, state="initializing")
+    # ready at restart 2, then turned unhealthy and was restarted; that start failed once
+    failing = replica("a", phase="exited", ready_at=None, restarts=3, exited_at=NOW - timedelta(minutes=1))
+    assert plan([ep], [failing], NOW, {"a": 2}) == [RestartReplica("a")]
+    # three failed starts since it last served do fail it
+    again = dataclasses.replace(failing, restarts=5, last_error="boom")
+    [action] = plan([ep], [again], NOW, {"a": 2})
+    assert isinstance(action, MarkFailed) and "boom" in action.message
+    # never seen ready (or after a control plane restart): every start counts
+    assert isinstance(plan([ep], [failing], NOW)[0], MarkFailed)
 
 
 def test_failed_endpoint_stops_everything_and_starts_nothing() -> None:
@@ -158,6 +201,16 @@ def test_status_says_what_happened_to_a_restarted_replica() -> None:
     status = derive_status(endpoint(), [back])
     assert status.state == EndpointState.RUNNING
     assert "abcdef12" in status.message and "exit code -9" in status.message
+
+
+def test_status_says_a_replica_is_failing_its_probes() -> None:
+    failing = replica("abcdef123456", phase="starting")  # ready_at set: it was ready this run
+    status = derive_status(endpoint(), [failing, replica("b")])
+    assert status.state == EndpointState.RUNNING and status.ready == 1
+    assert "replica abcdef12 is failing its health probes" in status.message
+    assert derive_status(endpoint(), [replica("c", phase="starting", ready_at=None)]).message == (
+        "starting replicas"
+    )
 
 
 def test_the_autoscalers_count_is_the_target_within_bounds() -> None:
