@@ -50,12 +50,16 @@ Without one it gets 401 ``GatedRepo`` (`GatedRepoError`, a `RepositoryNotFoundEr
 ``access="private"``, 401 ``RepoNotFound``; a wrong token gets 401 "Invalid credentials in
 Authorization header" (a plain `HfHubHTTPError`), as on the Hub.
 
+For tests of a client's defences, ``list_file`` lists a file under any name and ``set_commit``
+reports any string as the commit.
+
 Not implemented: datasets/spaces, other branches or tags, ``paths-info``, ``whoami``, uploads,
 tree pagination (one page of any length), Xet.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import mimetypes
@@ -538,6 +542,19 @@ class HubStandin:
     def files(self, repo_id: str) -> dict[str, HubFile]:
         """The repo's files by path, with the sizes and hashes the stand-in reports."""
         return dict(self.repos[repo_id].files)
+
+    def list_file(self, repo_id: str, name: str, local: str | os.PathLike[str]) -> None:
+        """List (and serve) ``local`` in the repo under ``name`` exactly as given, as a hostile
+        Hub could: ``../x``, ``/etc/x``, ``a\\b`` or a NUL, names no folder on disk can hold.
+        The commit stays as it was."""
+        file = _hash_file(name, Path(local))
+        self.repos[repo_id].files[name] = file
+        if file.sha256 is not None:
+            self.lfs_blobs[file.sha256] = file
+
+    def set_commit(self, repo_id: str, sha: str) -> None:
+        """Report ``sha`` as the repo's commit (and accept it as a revision), whatever it holds."""
+        self.repos[repo_id] = dataclasses.replace(self.repos[repo_id], commit=sha)
 
     def __enter__(self) -> HubStandin:
         roles: tuple[Literal["hub", "cdn"], ...] = ("hub", "cdn")

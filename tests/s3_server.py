@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +61,13 @@ def upload_folder(url: str, folder: Path, bucket: str, prefix: str) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}")
+
+
+def put_objects(url: str, bucket: str, objects: Mapping[str, bytes]) -> None:
+    """Store each object under its key exactly as given: S3 takes any UTF-8 key (``m/../x``,
+    ``m//etc/x``, ``m/a\\b``, even a NUL) and lists it back unchanged, as a hostile bucket would."""
+    s3 = client(url)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    for key, body in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)

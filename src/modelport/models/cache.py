@@ -11,6 +11,10 @@ Layout under ``<data dir>/models``::
 
 A snapshot exists only after its manifest is written (the manifest is written last, by
 rename), so a pull cut short leaves nothing that looks usable; ``gc`` drops its blobs.
+
+Every key, revision and file path is checked (models/safe_paths.py) before it becomes a path, and
+the snapshot being built or removed must resolve under ``snapshots/``: whatever a model source
+lists, the cache writes and deletes nothing outside its root.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.models.formats import FormatError, check_safetensors_file, read_gguf_header
+from modelport.models.safe_paths import UnsafeName, is_inside, safe_relative_path, safe_segment, safe_tree
 from modelport.models.sources import ModelSource
 
 HASH_CHUNK = 8 * 1024 * 1024
@@ -65,6 +70,11 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """Raises UnsafeName (a ValueError) for a manifest whose names could leave the cache."""
+        safe_segment(data["key"])
+        safe_segment(data["revision"])
+        for f in data["files"]:
+            safe_relative_path(f["path"])
         return cls(
             key=data["key"],
             source=data["source"],
@@ -94,13 +104,14 @@ class ModelCache:
         return self.root / "blobs" / "sha256" / sha256
 
     def snapshot_dir(self, key: str, revision: str) -> Path:
-        return self.root / "snapshots" / key / revision
+        return self.root / "snapshots" / safe_segment(key) / safe_segment(revision)
 
     def _manifest_path(self, key: str, revision: str) -> Path:
-        return self.root / "manifests" / key / f"{revision}.json"
+        return self.root / "manifests" / safe_segment(key) / f"{safe_segment(revision)}.json"
 
     def _ref_path(self, key: str, name: str) -> Path:
-        return self.root / "refs" / key / name.replace("/", "%2F")
+        # a branch may hold '/' (refs/pr/1); its file is one name
+        return self.root / "refs" / safe_segment(key) / safe_segment(name.replace("/", "%2F"))
 
     # --- reading -----------------------------------------------------------------------------
     def manifest(self, key: str, revision: str) -> Manifest | None:
@@ -113,7 +124,7 @@ class ModelCache:
     def lookup(self, source: ModelSource, default_ref: str) -> Manifest | None:
         """The cached revision a source names, without any network: a revision id or a ref."""
         name = source.revision or default_ref
-        found = self.manifest(source.key, name)
+        found = self.manifest(source.key, name) if "/" not in name else None  # a branch has no manifest
         if found is not None:
             return found
         try:
@@ -139,7 +150,7 @@ class ModelCache:
     # --- writing -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        path = self.root / "locks" / f"{key}.lock"
+        path = self.root / "locks" / f"{safe_segment(key)}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -176,18 +187,22 @@ class ModelCache:
     def commit(self, manifest: Manifest) -> Path:
         """Link the snapshot folder, then write the manifest and refs (last: they make it visible)."""
         folder = self.snapshot_dir(manifest.key, manifest.revision)
+        safe_tree(f.path for f in manifest.files)
         with self.staging() as tmp:
             built = tmp / "snapshot"
+            built.mkdir()
             for entry in manifest.files:
-                link = built / entry.path
+                link = built / safe_relative_path(entry.path)
                 link.parent.mkdir(parents=True, exist_ok=True)
+                if not is_inside(link.parent, built):  # a folder on the way is a link out
+                    raise UnsafeName(f"{entry.path!r} leads outside the snapshot folder")
                 blob = self.blob_path(entry.sha256)
                 if not blob.exists():
                     raise FileNotFoundError(f"blob {entry.sha256} for {entry.path} is missing from the cache")
                 # relative to the final location, so the cache can move as a whole
                 final_parent = (folder / entry.path).parent
                 link.symlink_to(os.path.relpath(blob, final_parent))
-            if folder.exists():
+            if self._is_snapshot(folder):
                 shutil.rmtree(folder)
             folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(built, folder)
@@ -206,13 +221,25 @@ class ModelCache:
 
     def remove(self, manifest: Manifest) -> int:
         """Forget one revision (manifest, refs to it, snapshot), then drop unreferenced blobs."""
+        folder = self.snapshot_dir(manifest.key, manifest.revision)
+        drop = self._is_snapshot(folder)  # refuses before anything is forgotten
         self._manifest_path(manifest.key, manifest.revision).unlink(missing_ok=True)
         refs = self.root / "refs" / manifest.key
         for ref in refs.glob("*") if refs.is_dir() else ():
             if ref.read_text().strip() == manifest.revision:
                 ref.unlink()
-        shutil.rmtree(self.snapshot_dir(manifest.key, manifest.revision), ignore_errors=True)
+        if drop:
+            shutil.rmtree(folder, ignore_errors=True)
         return self.gc()
+
+    def _is_snapshot(self, folder: Path) -> bool:
+        """Whether there is a snapshot folder to delete; UnsafeName when something is there that
+        does not really lie under snapshots/ (a link out), which is never deleted."""
+        if not folder.exists() and not folder.is_symlink():
+            return False
+        if folder.is_symlink() or not is_inside(folder, self.root / "snapshots"):
+            raise UnsafeName(f"{folder} is not a snapshot folder inside {self.root}; not deleting it")
+        return True
 
     def gc(self, now: float | None = None, stale_tmp_s: float = 3600.0) -> int:
         """Delete blobs no manifest names and staging left by dead pulls; returns bytes freed."""

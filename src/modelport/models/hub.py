@@ -7,10 +7,14 @@ store it in one pass with its own progress bar.
 
 from __future__ import annotations
 
+import re
+
 from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write, take_range
 from modelport.models.sources import ModelSource
 
 CHUNK = 1024 * 1024
+# What the Hub's `sha` is: the cache names the snapshot folder after it, so nothing else is taken.
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 
 
 class HubRemote:
@@ -46,6 +50,8 @@ class HubRemote:
             ) from None
         if info.sha is None:
             raise PullError(f"{where} did not say which commit {source.revision or 'main'} is")
+        if not COMMIT_RE.fullmatch(info.sha):
+            raise PullError(f"{where} named commit {info.sha!r}, which is not a 40-hex commit id: refused")
         files = []
         for sibling in info.siblings or []:
             lfs = sibling.lfs

@@ -21,6 +21,7 @@ from modelport.models.cache import CachedFile, Manifest, ModelCache, format_prob
 from modelport.models.egress import egress_refusal
 from modelport.models.formats import GGUF_SUFFIX, is_pickle, pickle_refusal, weight_formats
 from modelport.models.remote import PullError, RangedRemote, Remote, RemoteFile, RemoteListing
+from modelport.models.safe_paths import UnsafeName, safe_segment, safe_tree
 from modelport.models.sources import ModelSource, parse_source
 
 # Besides weights: configs, tokenizers (HF json, sentencepiece, tiktoken, BPE vocab/merges) and chat
@@ -34,6 +35,10 @@ S3_DEFAULT_REF = "latest"
 
 class PickleRefused(PullError):
     """Only pickle weights, and pickle was not allowed."""
+
+
+class UnsafeListing(PullError):
+    """The source listed a file name or revision that could reach outside the cache."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,19 @@ def check_s3_version(source: ModelSource, listing: RemoteListing) -> None:
         )
 
 
+def check_listing(listing: RemoteListing, where: str) -> None:
+    """Refuse a listing with any name that is not a plain relative path, before a byte is fetched:
+    names become symlinks in the snapshot and the revision its folder (see models/safe_paths.py)."""
+    try:
+        safe_segment(listing.revision)
+    except UnsafeName as exc:
+        raise UnsafeListing(f"{where}: refused: the source's revision {exc}; nothing was pulled") from None
+    try:
+        safe_tree(f.path for f in listing.files)
+    except UnsafeName as exc:
+        raise UnsafeListing(f"{where}: refused: the source lists a file {exc}; nothing was pulled") from None
+
+
 def _check_space(cache: ModelCache, files: list[RemoteFile], where: str) -> None:
     """Refuse before downloading what the disk cannot hold (a full disk mid-pull helps no one)."""
     needed = sum(f.size for f in files if not (f.sha256 and cache.has_blob(f.sha256, f.size)))
@@ -219,6 +237,7 @@ def pull(
     where = source.display()
     with cache.lock(source.key):
         listing = remote.listing(source)
+        check_listing(listing, where)
         check_s3_version(source, listing)
         ref = source.revision or default_ref(source)
         refs = () if ref == listing.revision else (ref,)

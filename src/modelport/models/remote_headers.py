@@ -33,7 +33,7 @@ from modelport.models.formats import (
     is_pickle,
     parse_safetensors_header,
 )
-from modelport.models.pull import check_s3_version, remote_for, select_files
+from modelport.models.pull import check_listing, check_s3_version, remote_for, select_files
 from modelport.models.remote import PullError, RangedRemote, RemoteFile, RemoteListing
 from modelport.models.sources import ModelSource
 
@@ -56,6 +56,7 @@ def fetch_plan_folder(source: ModelSource, dest: Path, remote: RangedRemote | No
     remote = remote or remote_for(source)
     where = source.display()
     listing = remote.listing(source)
+    check_listing(listing, where)  # names become files in dest
     check_s3_version(source, listing)
     dest.mkdir(parents=True, exist_ok=True)
     if source.is_single_file:
@@ -123,6 +124,7 @@ def _fetch_gguf(
         folder = key.rpartition("/")[0]
         source = ModelSource("s3", f"{bucket}/{folder}" if folder else bucket)
         listing = remote.listing(source)
+        check_listing(listing, where)
         wanted = key.rpartition("/")[2]
     names = [wanted]
     if match:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from modelport.models.safe_paths import UnsafeName, safe_relative_path
+
 Kind = Literal["local", "hub", "s3"]
 
 _REPO_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
@@ -25,6 +27,17 @@ _REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 class SourceError(ValueError):
     """A model source string that cannot be understood; the message shows the accepted forms."""
+
+
+def _valid_revision(revision: str) -> bool:
+    """A branch, tag or commit id: never a path trick (``..``, ``a//b``, a trailing newline)."""
+    if not _REV_RE.fullmatch(revision) or ".." in revision:  # git refuses ".." anywhere in a ref
+        return False
+    try:
+        safe_relative_path(revision)
+    except UnsafeName:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ def parse_source(text: str, revision: str | None = None) -> ModelSource:
     value = text.strip()
     if not value:
         raise SourceError("model source is empty")
-    if revision is not None and (not _REV_RE.match(revision) or ".." in revision):
+    if revision is not None and not _valid_revision(revision):
         raise SourceError(f"revision {revision!r} is not a branch, tag or commit id")
     if value.startswith("s3://"):
         rest, _, at_rev = value[5:].partition("@")
@@ -74,7 +87,7 @@ def parse_source(text: str, revision: str | None = None) -> ModelSource:
         if not bucket or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,62}", bucket):
             raise SourceError(f"{text!r}: S3 sources look like s3://bucket/prefix")
         rev = revision or at_rev or None
-        if rev is not None and (not _REV_RE.match(rev) or ".." in rev):
+        if rev is not None and not _valid_revision(rev):
             raise SourceError(f"revision {rev!r} is not a content version")
         return ModelSource("s3", f"{bucket}/{prefix.strip('/')}".rstrip("/"), rev)
     if value.startswith(("/", "./", "../", "~")):
@@ -90,11 +103,12 @@ def parse_source(text: str, revision: str | None = None) -> ModelSource:
             "(or org/name/file.gguf), or s3://bucket/prefix"
         )
     file = match.group("file")
-    if match.group("rev") and ".." in match.group("rev"):
+    if match.group("rev") and not _valid_revision(match.group("rev")):
         raise SourceError(f"revision {match.group('rev')!r} is not a branch, tag or commit id")
-    return ModelSource(
-        "hub",
-        match.group("repo"),
-        revision or match.group("rev"),
-        file.lstrip("/") if file else None,
-    )
+    filename = file.removeprefix("/") if file else None
+    if filename is not None:
+        try:
+            safe_relative_path(filename)  # it becomes a path in the cache's snapshot folder
+        except UnsafeName as exc:
+            raise SourceError(f"{text!r}: the GGUF file name {exc}") from None
+    return ModelSource("hub", match.group("repo"), revision or match.group("rev"), filename)

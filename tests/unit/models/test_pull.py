@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from modelport.models.cache import ModelCache
-from modelport.models.pull import PickleRefused, pull, resolve, select_files
+from modelport.models.pull import PickleRefused, UnsafeListing, pull, resolve, select_files
 from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write
 from modelport.models.sources import ModelSource, parse_source
 
@@ -214,3 +214,25 @@ def test_a_pull_the_disk_cannot_hold_is_refused_before_downloading(
     with pytest.raises(PullError, match=r"needs 0\.0 GB .* but 0\.0 GB is free .*MODELPORT_MODEL_CACHE"):
         pull(SOURCE, ModelCache(tmp_path), remote=remote)
     assert remote.downloads == []
+
+
+@pytest.mark.parametrize(
+    ("files", "revision", "named"),
+    [
+        ({**MODEL, "a/../../../x.json": b"{}"}, "a" * 40, "'a/../../../x.json'"),
+        ({**MODEL, "/etc/x.json": b"{}"}, "a" * 40, "'/etc/x.json'"),
+        (MODEL, "../../x", "revision '../../x'"),
+        (MODEL, "a/b", "revision 'a/b'"),
+    ],
+)
+def test_any_remote_listing_a_hostile_name_is_refused_before_a_download(
+    files: dict[str, bytes], revision: str, named: str, tmp_path: Path
+) -> None:
+    remote = MemoryRemote(files, revision=revision)
+    cache = ModelCache(tmp_path / "cache")
+    with pytest.raises(UnsafeListing, match="nothing was pulled") as refused:
+        pull(SOURCE, cache, remote=remote)
+    assert named in str(refused.value)
+    assert remote.downloads == []
+    assert leftovers(cache) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

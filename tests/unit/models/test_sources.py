@@ -49,3 +49,35 @@ def test_revisions_with_shell_or_path_tricks_are_refused() -> None:
         parse_source("acme/chat", revision="../../etc")
     with pytest.raises(SourceError):
         parse_source("acme/chat@main/../../x")
+
+
+@pytest.mark.parametrize(
+    "revision", ["../../x", "..", ".", "a//b", "a/./b", "main/", "main\n", "a\x00b", "a\\b"]
+)
+def test_revisions_that_are_path_tricks_are_refused_in_every_form(revision: str) -> None:
+    forms = [("acme/chat", revision), ("s3://b-1/m", revision)]
+    if revision == revision.strip():  # a source string is stripped first
+        forms += [(f"acme/chat@{revision}", None), (f"s3://b-1/m@{revision}", None)]
+    for text, given in forms:
+        with pytest.raises(SourceError):
+            parse_source(text, given)
+
+
+def test_a_branch_with_slashes_is_still_a_revision() -> None:
+    assert parse_source("acme/chat", "refs/pr/1").revision == "refs/pr/1"
+    assert parse_source("acme/chat@a/b").revision == "a/b"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "acme/chat/../../x.gguf",
+        "acme/chat/sub/../../../x.gguf",
+        "acme/chat/a\\b.gguf",
+        "acme/chat/a\x00.gguf",
+    ],
+)
+def test_a_gguf_file_name_that_leaves_the_repository_is_refused(text: str) -> None:
+    with pytest.raises(SourceError, match="GGUF file name"):
+        parse_source(text)
+    assert parse_source("acme/chat/sub/x.Q4.gguf").filename == "sub/x.Q4.gguf"
