@@ -26,12 +26,14 @@ class ControlPlaneProcess:
         *args: str,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        allow_custom_commands: bool = False,
     ) -> None:
+        """`allow_custom_commands`: start with --allow-custom-commands (off by default, as for users)."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
-        self.args = args
+        self.args = (*args, "--allow-custom-commands") if allow_custom_commands else args
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"up-{self.port}.log"

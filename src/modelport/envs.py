@@ -90,6 +90,14 @@ ALLOWED_HOSTS = EnvVar(
     "huggingface.co,minio.internal:9000; empty: any. Other sources are refused.",
 )
 
+ALLOW_CUSTOM_COMMANDS = EnvVar(
+    "MODELPORT_ALLOW_CUSTOM_COMMANDS",
+    "0",
+    "1: `modelport up` accepts endpoints with image.custom.command (a command run on this host, "
+    "written by the admin token or a key with the host scope); 0: refused for everyone. "
+    "Same as `up --allow-custom-commands`.",
+)
+
 USAGE_RETENTION_DAYS = EnvVar(
     "MODELPORT_USAGE_RETENTION_DAYS",
     "400",
@@ -138,6 +146,7 @@ HARDWARE_PRICES = EnvVar(
 ALL: tuple[EnvVar, ...] = (
     DATA_DIR,
     LOG_LEVEL,
+    ALLOW_CUSTOM_COMMANDS,
     TORCH_THREADS,
     ONEDNN_CACHE,
     URL,

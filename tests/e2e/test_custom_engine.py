@@ -30,7 +30,7 @@ def custom_image(**extra: object) -> dict[str, object]:
 def test_a_custom_server_is_deployed_scaled_and_called_like_any_endpoint(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    with ControlPlaneProcess(tmp_path / "data", None, "--no-demo") as cp:
+    with ControlPlaneProcess(tmp_path / "data", None, "--no-demo", allow_custom_commands=True) as cp:
         client = Client(cp.url, token=cp.token)
         ep = client.create_endpoint("mine", model=str(tiny_model), image=custom_image(), min_replicas=2)
         deadline = time.monotonic() + 60
@@ -86,7 +86,7 @@ def test_a_sleeping_standby_is_woken_for_a_request_at_zero(tiny_model: Path, tmp
     is answered by it, and the server never saw a generation request while asleep."""
     command = [sys.executable, APP, "--port", "{port}", "--name", "{name}", "--sleep-routes"]
     image = {"custom": {"command": command, "healthRoute": "/health", "sleepMode": True}}
-    with ControlPlaneProcess(tmp_path / "data", None, "--no-demo") as cp:
+    with ControlPlaneProcess(tmp_path / "data", None, "--no-demo", allow_custom_commands=True) as cp:
         client = Client(cp.url, token=cp.token)
         ep = client.create_endpoint(
             "sleepy",

@@ -43,6 +43,7 @@ def _overlap(text: str) -> int:
 class Scope(StrEnum):
     inference = "inference"
     admin = "admin"
+    host = "host"  # with admin: write what runs code on the host (custom commands, env, engine args)
 
 
 class Clear(StrEnum):
@@ -54,7 +55,12 @@ class Clear(StrEnum):
 
 Scopes = Annotated[
     list[Scope] | None,
-    typer.Option("--scope", help="inference or admin (repeatable; a new key gets inference)."),
+    typer.Option(
+        "--scope",
+        help="inference, admin or host (repeatable; a new key gets inference). host, with admin, may "
+        "write what runs code on this machine: custom commands, environment outside the safe list, "
+        "engine flags outside the tuning ones. A key never gets more than the key that makes it.",
+    ),
 ]
 Endpoints = Annotated[
     list[str] | None,

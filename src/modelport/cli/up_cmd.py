@@ -43,6 +43,21 @@ def up(
             "traffic.allowNetworks overrides). Default: loopback and the RFC 1918 ranges."
         ),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="CIDR of a reverse proxy in front of this server whose X-Forwarded-For names the "
+            "caller (repeat). Default: none; every caller is its TCP peer address, whatever it sends."
+        ),
+    ] = None,
+    allow_custom_commands: Annotated[
+        bool,
+        typer.Option(
+            help="Accept endpoints with image.custom.command: a command run on this host, written by "
+            "the admin token or a key with the host scope. Off: refused for everyone.",
+            envvar=envs.ALLOW_CUSTOM_COMMANDS.name,
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", envvar=envs.LOG_LEVEL.name)
     ] = envs.LOG_LEVEL.default,
@@ -83,6 +98,7 @@ def up(
         keep_replicas_on_exit=keep_replicas,
         bootstrap=bootstrap,
         hold_s=hold_timeout,
+        allow_custom_commands=allow_custom_commands,
     )
     if private_network:
         from modelport.gateway.access import parse_networks
@@ -93,6 +109,15 @@ def up(
             typer.echo(f"error: --private-network: {exc}", err=True)
             raise typer.Exit(code=2) from exc
         config.private_networks = list(private_network)
+    if trusted_proxy:
+        from modelport.gateway.access import parse_networks
+
+        try:
+            parse_networks(trusted_proxy)
+        except ValueError as exc:
+            typer.echo(f"error: --trusted-proxy: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+        config.trusted_proxies = list(trusted_proxy)
     try:
         app = create_control_app(config)
     except StoreBusy as exc:
@@ -103,4 +128,6 @@ def up(
         typer.echo(
             f"modelport: demo endpoint {base}/endpoints/default/demo (OpenAI base_url: …/v1)", err=True
         )
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    # uvicorn would take X-Forwarded-For from any loopback peer; the app reads it only from the
+    # operator's --trusted-proxy networks (ControlPlaneApp)
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False, proxy_headers=False)

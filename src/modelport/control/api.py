@@ -17,23 +17,33 @@ from fastapi.responses import JSONResponse
 
 from modelport.control.hardware import local_hardware
 from modelport.control.service import ControlError, EndpointService
+from modelport.gateway.keys import Principal
 from modelport.runtime.base import ReplicaHandle, Runtime
 
 T = TypeVar("T")
 
 
-def admin_check(is_admin: Callable[[str | None], bool]) -> Callable[[Request], None]:
-    """A route dependency: the admin token or an admin-scoped API key, else 401."""
+def admin_check(admin_of: Callable[[str | None], Principal | None]) -> Callable[[Request], None]:
+    """A route dependency: the admin token or an admin-scoped API key, else 401. The caller's
+    principal is kept on the request for the routes whose answer depends on its scopes."""
 
     def require_admin(request: Request) -> None:
-        if not is_admin(request.headers.get("authorization")):
+        principal = admin_of(request.headers.get("authorization"))
+        if principal is None:
             raise ControlError(
                 401,
                 "unauthorized",
                 "missing or invalid admin credentials: send Authorization: Bearer <admin token or admin key>",
             )
+        request.state.principal = principal
 
     return require_admin
+
+
+def principal_of(request: Request) -> Principal:
+    """The admin principal `require_admin` found for this request."""
+    principal: Principal = request.state.principal
+    return principal
 
 
 def control_router(
@@ -51,7 +61,8 @@ def control_router(
     @router.post("/endpoint/{namespace}", status_code=201, summary="Create an endpoint")
     async def create_endpoint(namespace: str, request: Request) -> JSONResponse:
         body = await json_body(request)
-        return JSONResponse(await call(service.create, namespace, body), status_code=201)
+        answer = await call(service.create, namespace, body, principal_of(request))
+        return JSONResponse(answer, status_code=201)
 
     @router.get("/endpoint/{namespace}/{name}", summary="Get an endpoint")
     async def get_endpoint(namespace: str, name: str) -> dict[str, Any]:
@@ -62,7 +73,7 @@ def control_router(
     )
     async def update_endpoint(namespace: str, name: str, request: Request) -> dict[str, Any]:
         body = await json_body(request)
-        return await call(service.update, namespace, name, body)
+        return await call(service.update, namespace, name, body, principal_of(request))
 
     @router.delete(
         "/endpoint/{namespace}/{name}", summary="Delete an endpoint (replicas stop in the background)"
@@ -115,5 +126,5 @@ async def json_body(request: Request) -> Any:
     raw = await request.body()
     try:
         return json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ControlError(400, "bad_request", "the request body is not valid JSON") from None

@@ -29,12 +29,12 @@ from modelport.control.keys_api import keys_router
 from modelport.control.loop import ControlLoop, LoopSettings
 from modelport.control.service import ControlError, EndpointService
 from modelport.control.usage_report import usage_router
-from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, parse_networks
-from modelport.gateway.keys import AuthError, KeyRing
+from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, forwarded_client, parse_networks
+from modelport.gateway.keys import ADMIN, AuthError, KeyRing, Principal
 from modelport.gateway.limits import PERIODS, period_start
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway, GatewaySettings
-from modelport.gateway.routing import RoutingTable
+from modelport.gateway.routing import IPNetwork, RoutingTable
 from modelport.gateway.upstream import Upstream
 from modelport.observe.control_metrics import ControlCollector
 from modelport.observe.retention import run_retention
@@ -66,6 +66,9 @@ class ControlConfig:
     keepalive_s: float = 5.0  # SSE keep-alive interval for streams held while an endpoint starts
     # networks `private` endpoints accept callers from unless an endpoint lists its own
     private_networks: list[str] = field(default_factory=lambda: list(DEFAULT_PRIVATE_NETWORKS))
+    # proxies whose X-Forwarded-For names the caller (CIDRs); none: the TCP peer is the caller
+    trusted_proxies: list[str] = field(default_factory=list)
+    allow_custom_commands: bool = False  # endpoints with image.custom.command (run on this host)
     # endpoints (create payloads) made in namespace "default" at start-up unless they exist
     bootstrap: list[dict[str, Any]] = field(default_factory=list)
     loop: LoopSettings = field(default_factory=LoopSettings)
@@ -84,18 +87,25 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     metrics = GatewayMetrics()
     loop = ControlLoop(store, runtime, table, utc_now, config.loop, metrics)
     base = config.public_url.rstrip("/")
-    service = EndpointService(store, lambda ns, name: f"{base}/endpoints/{ns}/{name}", loop.notify, utc_now)
+    service = EndpointService(
+        store,
+        lambda ns, name: f"{base}/endpoints/{ns}/{name}",
+        loop.notify,
+        utc_now,
+        allow_custom_commands=config.allow_custom_commands,
+    )
     client = Upstream()
     ring = KeyRing(config.admin_token_hash)
     ring.replace(store.keys.list())
     keys = KeyService(store, ring, utc_now)
     usage_log = UsageLog(store.usage, audit=store.audit, texts=store.texts)
 
-    def is_admin(authorization: str | None) -> bool:
+    def admin_of(authorization: str | None) -> Principal | None:
         try:
-            return ring.authenticate(authorization, utc_now()).is_admin
+            principal = ring.authenticate(authorization, utc_now())
         except AuthError:
-            return False
+            return None
+        return principal if principal.is_admin else None
 
     async def wake_up(namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):
@@ -125,7 +135,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for body in config.bootstrap:
             with contextlib.suppress(ControlError):  # already there (or its name clashes): keep it
-                await asyncio.to_thread(service.create, "default", body)
+                await asyncio.to_thread(service.create, "default", body, ADMIN)
         await runtime.prepare()
         task = asyncio.create_task(loop.run())
         key_sync = asyncio.create_task(sync_keys(store, ring))
@@ -151,7 +161,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         summary="Inference Endpoints v2 API, and a gateway in front of every endpoint",
         lifespan=lifespan,
     )
-    require_admin = admin_check(is_admin)
+    require_admin = admin_check(admin_of)
     app.include_router(control_router(service, runtime, require_admin))
     app.include_router(keys_router(keys, require_admin))
     app.include_router(usage_router(store, utc_now, require_admin))
@@ -194,23 +204,38 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         page = await asyncio.to_thread(generate_latest, metrics.registry)  # reads the store
         return Response(page, media_type=CONTENT_TYPE_LATEST)
 
-    return ControlPlaneApp(app, BodyLimitMiddleware(gateway.asgi, max_bytes=config.max_body_bytes))
+    return ControlPlaneApp(
+        app,
+        BodyLimitMiddleware(gateway.asgi, max_bytes=config.max_body_bytes),
+        parse_networks(config.trusted_proxies),
+    )
 
 
 class ControlPlaneApp:
     """The ASGI entry point: endpoint traffic (/endpoints/...) goes straight to the gateway, past
     the API's routing and middleware, which would otherwise wrap every streamed chunk; the rest
-    (and the lifespan) is the FastAPI app."""
+    (and the lifespan) is the FastAPI app. Behind trusted proxies, the caller's address both see
+    (scope["client"]) is the one X-Forwarded-For names (gateway/access.py `forwarded_client`)."""
 
-    def __init__(self, api: FastAPI, gateway: ASGIApp) -> None:
+    def __init__(self, api: FastAPI, gateway: ASGIApp, trusted_proxies: tuple[IPNetwork, ...] = ()) -> None:
         self.api = api
         self.gateway = gateway
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.trusted_proxies and scope["type"] in ("http", "websocket") and scope.get("client"):
+            scope = _forwarded(scope, self.trusted_proxies)
         if scope["type"] == "http" and scope["path"].startswith("/endpoints/"):
             await self.gateway(scope, receive, send)
         else:
             await self.api(scope, receive, send)
+
+
+def _forwarded(scope: Scope, trusted: tuple[IPNetwork, ...]) -> Scope:
+    host = scope["client"][0]
+    values = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"]
+    client = forwarded_client(host, values, trusted)
+    return scope if client == host else {**scope, "client": (client, 0)}
 
 
 def _quietly(read: Callable[..., dict[str, Any]], *args: str) -> dict[str, Any] | None:

@@ -3,12 +3,17 @@
 The store keeps only each secret's hash. Every change is also put into the gateway's
 `KeyRing` at once, so a revoked key is refused from the next request on; a background sync
 (`sync_keys`) re-reads the store twice a second for any change made elsewhere.
+
+An admin key manages only keys within its own power: it never makes, changes, rotates or
+revokes a key with a scope it lacks or endpoints outside its own, so it cannot mint the `host`
+scope it was not given (the admin token has every scope).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -19,9 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from modelport.control.service import ControlError, validation_error
-from modelport.gateway.keys import KeyRing, new_key, secret_hash
+from modelport.gateway.keys import KeyRing, Principal, new_key, secret_hash
 from modelport.gateway.limits import period_start
 from modelport.spec.names import NAME_PATTERN
+from modelport.store import session
 from modelport.store.errors import NotFound
 from modelport.store.records import ApiKeyRecord
 from modelport.store.repository import Store
@@ -44,7 +50,8 @@ class KeyLimits(_Wire):
 
 class KeyFields(_Wire):
     name: str | None = Field(default=None, min_length=1, max_length=64)
-    scopes: list[Literal["inference", "admin"]] | None = Field(default=None, min_length=1)
+    # gateway/keys.py SCOPES
+    scopes: list[Literal["inference", "admin", "host"]] | None = Field(default=None, min_length=1)
     endpoints: list[str] | None = Field(default=None, min_length=1)
     expires_at: datetime | None = None
     expires_in: int | None = Field(default=None, ge=1, description="seconds from now")
@@ -110,20 +117,22 @@ class KeyService:
         self.ring = ring
         self.now = now
 
-    def create(self, body: Any) -> dict[str, Any]:
+    def create(self, body: Any, principal: Principal) -> dict[str, Any]:
         fields = _parse(body)
         if fields.name is None:
             raise ControlError(422, "validation", "name: a key needs a name", "name")
         now = self.now()
         limits = fields.limits or KeyLimits()
+        scopes, endpoints = list(fields.scopes or ["inference"]), list(fields.endpoints or ["*"])
+        _check_power(principal, scopes, endpoints)
         key_id, secret = new_key()
         record = self.store.keys.create(
             ApiKeyRecord(
                 id=key_id,
                 name=fields.name,
                 secret_hash=secret_hash(secret),
-                scopes=list(fields.scopes or ["inference"]),
-                endpoints=list(fields.endpoints or ["*"]),
+                scopes=scopes,
+                endpoints=endpoints,
                 requests_per_minute=limits.requests_per_minute,
                 tokens_per_minute=limits.tokens_per_minute,
                 token_budget=limits.token_budget,
@@ -134,9 +143,14 @@ class KeyService:
                 rotated_to=None,
             )
         )
-        self.ring.put(record)
+        self._publish(record)
         log.info("created API key %s (%s)", record.id, record.name)
         return render_key(record, now, secret)
+
+    def _publish(self, record: ApiKeyRecord) -> None:
+        """Give the gateway the key once its change is committed (an admin call whose audit record
+        fails is rolled back, and the gateway must not keep what the store lost)."""
+        session.after_commit(self.store.engine, functools.partial(self.ring.put, record))
 
     def list(self) -> dict[str, Any]:
         now = self.now()
@@ -145,8 +159,8 @@ class KeyService:
     def get(self, key_id: str) -> dict[str, Any]:
         return render_key(self._find(key_id), self.now())
 
-    def update(self, key_id: str, body: Any) -> dict[str, Any]:
-        current = self._find(key_id)
+    def update(self, key_id: str, body: Any, principal: Principal) -> dict[str, Any]:
+        current = self._find_within(key_id, principal)
         fields = _parse(body)
         now = self.now()
         changes: dict[str, Any] = {}
@@ -163,20 +177,22 @@ class KeyService:
             for name in ("requests_per_minute", "tokens_per_minute", "token_budget", "budget_period"):
                 if name in given:
                     changes[name] = getattr(fields.limits, name)
+        scopes, endpoints = changes.get("scopes", current.scopes), changes.get("endpoints", current.endpoints)
+        _check_power(principal, scopes, endpoints)
         record = self.store.keys.update(current.id, **changes) if changes else current
-        self.ring.put(record)
+        self._publish(record)
         return render_key(record, now)
 
-    def revoke(self, key_id: str) -> dict[str, Any]:
-        current = self._find(key_id)
+    def revoke(self, key_id: str, principal: Principal) -> dict[str, Any]:
+        current = self._find_within(key_id, principal)
         now = self.now()
         record = current if current.revoked_at else self.store.keys.update(current.id, revoked_at=now)
-        self.ring.put(record)
+        self._publish(record)
         log.info("revoked API key %s", record.id)
         return render_key(record, now)
 
-    def rotate(self, key_id: str, body: Any) -> dict[str, Any]:
-        current = self._find(key_id)
+    def rotate(self, key_id: str, body: Any, principal: Principal) -> dict[str, Any]:
+        current = self._find_within(key_id, principal)
         try:
             overlap = RotateBody.model_validate(body if isinstance(body, dict) else {})
         except ValidationError as exc:
@@ -193,8 +209,8 @@ class KeyService:
                "revoked_at": None, "rotated_to": None}
         )  # fmt: skip
         record = self.store.keys.rotate(current.id, fresh, old_end)
-        self.ring.put(record)
-        self.ring.put(self.store.keys.get(current.id))
+        self._publish(record)
+        self._publish(self.store.keys.get(current.id))
         log.info("rotated API key %s to %s (old one works until %s)", current.id, new_id, old_end.isoformat())
         return render_key(record, now, secret)
 
@@ -226,6 +242,11 @@ class KeyService:
         except NotFound:
             raise ControlError(404, "not_found", f"no API key {key_id}") from None
 
+    def _find_within(self, key_id: str, principal: Principal) -> ApiKeyRecord:
+        key = self._find(key_id)
+        _check_power(principal, key.scopes, key.endpoints, f"key {key.id}")
+        return key
+
     def _expiry(self, fields: KeyFields, now: datetime) -> datetime | None:
         if fields.expires_in is not None:
             return now + timedelta(seconds=fields.expires_in)
@@ -239,6 +260,13 @@ class KeyService:
                 raise ControlError(422, "validation", "expiresAt is in the past", "expiresAt")
             return at
         return None
+
+
+def _check_power(principal: Principal, scopes: list[str], endpoints: list[str], what: str = "") -> None:
+    why = principal.may_grant(scopes, endpoints)
+    if why is not None:
+        about = f" on {what}" if what else ""
+        raise ControlError(403, "forbidden", f"an admin key may not act{about}: {why}", "scopes")
 
 
 def _endpoint_usage(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The API-key resource: /v2/keys[/{id}[/rotate|/usage]] (admin token or an admin-scoped key)."""
+"""The API-key resource: /v2/keys[/{id}[/rotate|/usage]] (admin token or an admin-scoped key;
+an admin key acts only on keys within its own scopes and endpoints, control/keys.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from modelport.control.api import json_body
+from modelport.control.api import json_body, principal_of
 from modelport.control.keys import KeyService
 
 
@@ -19,7 +20,8 @@ def keys_router(keys: KeyService, require_admin: Callable[[Request], None]) -> A
     @router.post("", status_code=201, summary="Create an API key (the secret is in this answer only)")
     async def create_key(request: Request) -> JSONResponse:
         body = await json_body(request)
-        return JSONResponse(await to_thread.run_sync(keys.create, body), status_code=201)
+        answer = await to_thread.run_sync(keys.create, body, principal_of(request))
+        return JSONResponse(answer, status_code=201)
 
     @router.get("", summary="List API keys (never their secrets)")
     async def list_keys() -> dict[str, Any]:
@@ -32,18 +34,19 @@ def keys_router(keys: KeyService, require_admin: Callable[[Request], None]) -> A
     @router.put("/{key_id}", summary="Update a key's name, scopes, endpoints, expiry or limits")
     async def update_key(key_id: str, request: Request) -> dict[str, Any]:
         body = await json_body(request)
-        return await to_thread.run_sync(keys.update, key_id, body)
+        return await to_thread.run_sync(keys.update, key_id, body, principal_of(request))
 
     @router.delete("/{key_id}", summary="Revoke an API key (refused by the gateway at once)")
-    async def revoke_key(key_id: str) -> dict[str, Any]:
-        return await to_thread.run_sync(keys.revoke, key_id)
+    async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+        return await to_thread.run_sync(keys.revoke, key_id, principal_of(request))
 
     @router.post(
         "/{key_id}/rotate", status_code=201, summary="Rotate: a new secret; the old one works for the overlap"
     )
     async def rotate_key(key_id: str, request: Request) -> JSONResponse:
         body = await json_body(request)
-        return JSONResponse(await to_thread.run_sync(keys.rotate, key_id, body), status_code=201)
+        answer = await to_thread.run_sync(keys.rotate, key_id, body, principal_of(request))
+        return JSONResponse(answer, status_code=201)
 
     @router.get("/{key_id}/usage", summary="Requests and tokens metered for a key")
     async def key_usage(key_id: str) -> dict[str, Any]:

@@ -28,9 +28,11 @@ from modelport.control.resources import (
     revision_from_spec,
     spec_from_records,
 )
+from modelport.gateway.keys import Principal
 from modelport.launchers.engine_install import find_engine
 from modelport.launchers.engines import INSTALLED_ENGINES, missing_engine
 from modelport.spec.endpoint import EndpointSpec, EndpointState, ImageKind, Intent, merge_update
+from modelport.spec.host_code import host_changes
 from modelport.store.records import EndpointRecord, ScalingEvent
 from modelport.store.repository import AlreadyExists, NotFound, Store
 
@@ -86,6 +88,32 @@ def _check_fit(spec: EndpointSpec) -> None:
         raise ControlError(422, "validation", unfit, "model.repository")
 
 
+def _check_host(
+    spec: EndpointSpec, principal: Principal, allow_custom: bool, current: EndpointSpec | None = None
+) -> None:
+    """Refuse (403) a write that sets what runs code on the host (spec/host_code.py) without the
+    `host` scope, and a custom command on an installation that did not turn them on."""
+    changed = host_changes(spec, current)
+    if not changed:
+        return
+    if "model.image.custom.command" in changed and not allow_custom:
+        raise ControlError(
+            403,
+            "forbidden",
+            "custom commands are off on this installation: an operator turns them on with "
+            f"`modelport up --allow-custom-commands` (or {envs.ALLOW_CUSTOM_COMMANDS.name}=1)",
+            "model.image",
+        )
+    if "host" not in principal.scopes:
+        raise ControlError(
+            403,
+            "forbidden",
+            f"{', '.join(changed)} can run code on the host: writing it needs the admin token or a key "
+            "with the host scope",
+            changed[0],
+        )
+
+
 def parse_spec(body: Any, *, check_paths: bool) -> EndpointSpec:
     if not isinstance(body, dict):
         raise ControlError(422, "validation", "the request body must be a JSON object")
@@ -102,8 +130,10 @@ class EndpointService:
         endpoint_url: Callable[[str, str], str],
         notify: Callable[[], None],
         now: Callable[[], datetime],
+        allow_custom_commands: bool = False,
     ) -> None:
         self.store = store
+        self.allow_custom_commands = allow_custom_commands  # image.custom (modelport up's switch)
         self.endpoint_url = endpoint_url
         self.notify = notify  # wakes the control loop (thread-safe)
         self.now = now
@@ -137,9 +167,10 @@ class EndpointService:
         return {"items": items}
 
     # -- writes --------------------------------------------------------------------------
-    def create(self, namespace: str, body: Any) -> dict[str, Any]:
+    def create(self, namespace: str, body: Any, principal: Principal) -> dict[str, Any]:
         _check_namespace(namespace)
         spec = parse_spec(with_default_region(body, envs.REGION.get()), check_paths=True)
+        _check_host(spec, principal, self.allow_custom_commands)
         _check_placement(spec)
         _check_fit(spec)
         try:
@@ -152,7 +183,7 @@ class EndpointService:
             ) from None
         return self._settle(endpoint)
 
-    def update(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+    def update(self, namespace: str, name: str, patch: Any, principal: Principal) -> dict[str, Any]:
         endpoint = self.find(namespace, name)
         if not isinstance(patch, dict):
             raise ControlError(422, "validation", "the request body must be a JSON object")
@@ -162,6 +193,7 @@ class EndpointService:
         current = spec_from_records(endpoint, revision).to_wire(redact_secrets=False)
         new_repository = isinstance(patch.get("model"), dict) and "repository" in patch["model"]
         spec = parse_spec(merge_update(current, patch), check_paths=new_repository)
+        _check_host(spec, principal, self.allow_custom_commands, spec_from_records(endpoint, revision))
         _check_placement(spec)
         if "model" in patch or "compute" in patch or "traffic" in patch:
             _check_fit(spec)

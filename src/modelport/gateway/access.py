@@ -5,6 +5,11 @@ No answer tells a caller more than its credentials entitle it to: without a vali
 non-public endpoint, existing or not, answers the same 401; with a key, an endpoint that does
 not exist, lies outside the key's scope or refuses the caller's network answers the same 403.
 Only the admin token learns that an endpoint does not exist (404).
+
+The caller's network is the TCP peer's address. X-Forwarded-For counts only when the peer is a
+proxy the operator named (`modelport up --trusted-proxy CIDR`): then the caller is the right-most
+address that is not such a proxy, and a value that is not an IP address ends the walk, so no
+header text reaches the network check, the usage records or the audit trail unparsed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,27 @@ def in_networks(peer: str | None, networks: Sequence[IPNetwork]) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in net for net in networks)
+
+
+def forwarded_client(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> str | None:
+    """The caller's address: `peer`, or, when `peer` is a trusted proxy, the right-most address of
+    the X-Forwarded-For values (in header order) that is not one; a hop that does not parse as an
+    IP address stops the walk at the last address known."""
+    if not trusted or not in_networks(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            return client
+        client = address
+        if not in_networks(client, trusted):
+            return client
+    return client
 
 
 def denied(namespace: str, name: str) -> APIError:

@@ -22,7 +22,9 @@ from modelport.control.admin_token import bearer, token_hash
 from modelport.store.records import ApiKeyRecord
 
 KEY_PREFIX = "mp_"
-SCOPES = ("inference", "admin")
+# inference: call endpoints; admin: the v2 API; host: with admin, write what runs code on the host
+# (custom commands, environment outside an allow-list, free-form engine flags: spec/host_code.py)
+SCOPES = ("inference", "admin", "host")
 _DUMMY_HASH = hashlib.sha256(b"modelport: no such key").hexdigest()
 
 
@@ -62,6 +64,17 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.scopes
+
+    def may_grant(self, scopes: Iterable[str], endpoints: Iterable[str]) -> str | None:
+        """Why this principal may not give a key these scopes and endpoints (None: it may): a key
+        is never made, changed or rotated into more power than its maker has."""
+        extra = sorted(set(scopes) - self.scopes)
+        if extra:
+            return f"scope {', '.join(extra)} is more than this key has ({', '.join(sorted(self.scopes))})"
+        wider = [e for e in endpoints if not any(fnmatch.fnmatchcase(e, mine) for mine in self.endpoints)]
+        if wider:
+            return f"endpoints {', '.join(wider)} are outside this key's own ({', '.join(self.endpoints)})"
+        return None
 
 
 ADMIN = Principal(key_id=None, scopes=frozenset(SCOPES), endpoints=("*",))

@@ -22,7 +22,7 @@ class ApiKey:
     id: str
     name: str
     prefix: str  # "mp_<id>": what the gateway logs and the key's first characters
-    scopes: list[str]  # "inference", "admin"
+    scopes: list[str]  # "inference", "admin", "host" (with admin: may write code run on the host)
     endpoints: list[str]  # "ns/name", "ns/*" or "*"
     limits: dict[str, Any]  # requestsPerMinute, tokensPerMinute, tokenBudget, budgetPeriod
     status: str  # active | expired | revoked

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from modelport.control.admin_token import token_hash
-from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, authorize, in_networks, parse_networks
+from modelport.gateway.access import (
+    DEFAULT_PRIVATE_NETWORKS,
+    authorize,
+    forwarded_client,
+    in_networks,
+    parse_networks,
+)
 from modelport.gateway.keys import KeyRing, key_id_of, new_key, secret_hash
 from modelport.gateway.routing import EndpointView
 from modelport.protocol.errors import APIError
@@ -116,3 +122,27 @@ def test_ipv4_mapped_ipv6_peers_match_ipv4_networks() -> None:
     assert in_networks("::ffff:10.0.0.7", parse_networks(["10.0.0.0/8"]))
     assert not in_networks("not-an-ip", parse_networks(["0.0.0.0/0"]))
     assert not in_networks(None, parse_networks(["0.0.0.0/0"]))
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "trusted", "client"),
+    [
+        # no trusted proxy (the default): the TCP peer, whatever the header says
+        ("127.0.0.1", ["10.1.2.3"], (), "127.0.0.1"),
+        # a trusted proxy: the right-most address that is not a trusted proxy
+        ("127.0.0.1", ["10.1.2.3"], ("127.0.0.1/32",), "10.1.2.3"),
+        ("127.0.0.1", ["6.6.6.6, 10.1.2.3, 127.0.0.5"], ("127.0.0.0/8",), "10.1.2.3"),
+        ("127.0.0.1", ["6.6.6.6", "10.1.2.3"], ("127.0.0.1/32",), "10.1.2.3"),
+        # a peer outside the trusted networks is the caller, header or not
+        ("192.168.1.9", ["10.1.2.3"], ("127.0.0.1/32",), "192.168.1.9"),
+        # a hop that is not an address ends the walk at the last address known: it is never used
+        ("127.0.0.1", ["garbage<script>"], ("127.0.0.1/32",), "127.0.0.1"),
+        ("127.0.0.1", ["10.1.2.3, 10.0.0.1 ; drop"], ("127.0.0.1/32",), "127.0.0.1"),
+        ("127.0.0.1", ["10.1.2.3, "], ("127.0.0.1/32",), "127.0.0.1"),
+        ("127.0.0.1", [], ("127.0.0.1/32",), "127.0.0.1"),
+    ],
+)
+def test_forwarded_for_counts_only_from_a_trusted_proxy(
+    peer: str, header: list[str], trusted: tuple[str, ...], client: str
+) -> None:
+    assert forwarded_client(peer, header, parse_networks(trusted)) == client
