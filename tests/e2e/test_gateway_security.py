@@ -20,6 +20,7 @@ import httpx
 import openai
 import pytest
 
+from modelport.gateway.metering import prepare
 from tests.control_plane_process import ControlPlaneProcess
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -176,13 +177,14 @@ def test_requests_per_minute_limit_answers_429_in_each_dialect(cp: ControlPlaneP
         sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
 
 
-def test_token_budget_is_enforced_after_it_is_used(cp: ControlPlaneProcess) -> None:
+def test_token_budget_admits_only_requests_whose_reservation_fits(cp: ControlPlaneProcess) -> None:
     key = new_key(cp, limits={"tokenBudget": 30, "budgetPeriod": "day"})
+    reserved = prepare("POST", "/v1/chat/completions", "", json.dumps(CHAT).encode()).reserve
     used = 0
     while (response := chat(cp, key["key"])).status_code == 200:
         used += response.json()["usage"]["total_tokens"]
         assert used < 200, "the budget never stopped the key"
-    assert used >= 30
+    assert used + reserved > 30  # refused once the request's prompt + max_tokens no longer fit
     assert response.status_code == 429 and response.json()["error"]["code"] == "insufficient_quota"
     time.sleep(1.5)  # usage reaches the store in the next flush (every second)
     budget = cp.api("GET", f"/v2/keys/{key['id']}/usage").json()["budget"]

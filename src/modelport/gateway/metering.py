@@ -10,14 +10,27 @@ that mention usage or details.
 A stream that ends without its usage (the client went away, the replica died) is charged the
 tokens relayed so far: one per event that carries non-empty text, which is how the builtin
 engine, vLLM, llama.cpp and TGI stream. That undercounts rather than overcharges (an engine
-that packs several tokens in one event is charged one); the prompt of such a stream is not
-known to the gateway and counts 0.
+that packs several tokens in one event is charged one).
+
+The gateway has no tokenizer, so before a call runs it estimates the call's tokens from the
+request, conservatively (limits.py reserves them; the engine's own counts settle the charge):
+- prompt: each text the request carries (chat messages, prompt, inputs, input, tools, ...) at
+  ceil(UTF-8 bytes / 3) tokens (BPE vocabularies average about 4 bytes of English text per
+  token), lists of token ids at one token each, plus 4 tokens per chat message and 3 per chat
+  for the template's markers. A body that is not JSON counts ceil(bytes / 3).
+- output: max_completion_tokens, max_tokens or parameters.max_new_tokens, times n / best_of
+  and the number of prompts in a /v1/completions list; without one, the API's own default (16
+  on /v1/completions, 100 on TGI routes) or DEFAULT_OUTPUT_ALLOWANCE on chat; 0 on embedding
+  routes.
+When the engine never reports a call's prompt tokens (a stream cut before its usage chunk, a
+client that left before a non-streamed answer) the prompt estimate is what is charged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +43,18 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{|"generated_tokens"')  # an event that ca
 _TEXT = re.compile(rb'"(?:content|text)"\s*:\s*"[^"]')  # an event that carries a token (non-empty)
 MAX_METERED_BODY = 16 * 1024 * 1024  # a larger JSON answer is relayed but not metered
 
+BYTES_PER_TOKEN = 3  # the estimate's bytes of text per prompt token (conservative: ~4 is usual)
+MESSAGE_TOKENS = 4  # a chat template's markers around each message
+CHAT_TOKENS = 3  # ... and the assistant turn it opens
+DEFAULT_OUTPUT_ALLOWANCE = 512  # a chat call's output without max_tokens (engines default higher)
+_DEFAULT_OUTPUT = {"/v1/completions": 16, "/generate": 100, "/generate_stream": 100, "/": 100}
+EMBEDDING_PATHS = frozenset({"/v1/embeddings", "/embed", "/embed_all", "/embed_sparse", "/similarity",
+                             "/rerank", "/tokenize", "/decode"})  # fmt: skip
+# as translation.EMBEDDING_TASKS (which imports this module): `/` of such an endpoint embeds
+EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-embeddings", "sentence-similarity"})
+_TEXT_FIELDS = ("messages", "prompt", "suffix", "inputs", "input", "tools", "functions", "query",
+                "texts", "documents")  # fmt: skip
+
 
 @dataclass
 class Call:
@@ -41,26 +66,46 @@ class Call:
     body: bytes
     stream: bool = False
     strip_usage: bool = False  # usage was added for metering: take it out of the answer
+    prompt_estimate: int = 0  # the request's prompt tokens, estimated before it runs
+    output_allowance: int = 0  # the most output tokens it may ask the engine for
+
+    @property
+    def reserve(self) -> int:
+        """The tokens the call may use: what admission reserves against the key's limits."""
+        return self.prompt_estimate + self.output_allowance
 
     @property
     def dialect(self) -> Dialect:
         return dialect_for_path(self.path)
 
 
-def prepare(method: str, path: str, query: str, body: bytes, model_name: str | None = None) -> Call:
+def prepare(
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    model_name: str | None = None,
+    task: str | None = "text-generation",
+) -> Call:
     """`model_name`: the one name the engine serves; an OpenAI call's `model` is set to it (the
-    endpoint's URL already names the model, and vLLM or llama.cpp answer any other name 404)."""
+    endpoint's URL already names the model, and vLLM or llama.cpp answer any other name 404).
+    `task`: the endpoint's (`/` of an embedding endpoint produces no output tokens)."""
     call = Call(method, path, query, body)
     call.stream = method == "POST" and path == "/generate_stream"
-    rename = model_name is not None and path.startswith("/v1/") and b'"model"' in body
-    if method != "POST" or (b'"stream"' not in body and not rename):
+    if method != "POST":
         return call
+    rename = model_name is not None and path.startswith("/v1/") and b'"model"' in body
+    rewrite = b'"stream"' in body or rename
     try:
         data = json.loads(body)
     except ValueError:
-        call.stream = False
+        call.stream = call.stream and not rewrite
+        call.prompt_estimate = _text_tokens(len(body))
         return call  # the engine answers the client's mistake in its own words
-    if not isinstance(data, dict):
+    generates = path not in EMBEDDING_PATHS and not (path == "/" and task in EMBEDDING_TASKS)
+    call.prompt_estimate = prompt_estimate(data)
+    call.output_allowance = output_allowance(data, path) if generates else 0
+    if not rewrite or not isinstance(data, dict):
         return call
     changed = False
     if rename and isinstance(data.get("model"), str) and data["model"] != model_name:
@@ -77,6 +122,62 @@ def prepare(method: str, path: str, query: str, body: bytes, model_name: str | N
     if changed:
         call.body = json.dumps(data).encode()
     return call
+
+
+def prompt_estimate(data: Any) -> int:
+    """A request's prompt tokens, estimated from its parsed body (see the module's docstring)."""
+    if isinstance(data, dict):
+        fields = [data[name] for name in _TEXT_FIELDS if name in data]
+        values = fields or [data]  # an API this does not know: all its texts count
+        messages = data.get("messages")
+        chat = len(messages) * MESSAGE_TOKENS + CHAT_TOKENS if isinstance(messages, list) else 0
+    else:
+        values, chat = [data], 0
+    tokens, texts = chat, 0
+    while values:  # iterative, so the depth of a body costs no stack
+        value = values.pop()
+        if isinstance(value, str):
+            texts += len(value.encode())
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            tokens += 1  # a token id
+        elif isinstance(value, list):
+            values.extend(value)
+        elif isinstance(value, dict):
+            values.extend(value.values())
+    return tokens + _text_tokens(texts)
+
+
+def output_allowance(data: Any, path: str) -> int:
+    """The most tokens a generating request may produce: its own limit times its choices."""
+    options: dict[str, Any] = {}
+    per_choice: int | None = None
+    if isinstance(data, dict):
+        if isinstance(data.get("parameters"), dict):
+            options = data["parameters"]
+        limits = (data.get("max_completion_tokens"), data.get("max_tokens"), options.get("max_new_tokens"))
+        per_choice = next((n for n in map(_count, limits) if n is not None), None)
+        choices = [data.get("n"), data.get("best_of"), options.get("best_of")]
+        # /v1/completions runs each prompt of a list (texts, or lists of ids) as its own request
+        prompt = data.get("prompt")
+        prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+    else:
+        choices, prompts = [], 1
+    if per_choice is None:
+        per_choice = _DEFAULT_OUTPUT.get(path, DEFAULT_OUTPUT_ALLOWANCE)
+    return per_choice * prompts * max([1, *(_count(c) or 1 for c in choices)])
+
+
+def _text_tokens(utf8_bytes: int) -> int:
+    return math.ceil(utf8_bytes / BYTES_PER_TOKEN)
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer the client sent, or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def error_event(err: APIError, dialect: Dialect) -> bytes:

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, authorize, parse_networks
 from modelport.gateway.admission import AdmissionTable, QueueFull
 from modelport.gateway.keys import KeyRing, Principal
-from modelport.gateway.limits import Limiter
+from modelport.gateway.limits import Limiter, Reservation
 from modelport.gateway.metering import Call, Meter, error_event, prepare
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.relay import RelayedResponse
@@ -110,6 +110,8 @@ class Exchange:
     revision: str | None = None
     transcript: Transcript | None = None  # only for an endpoint that opted in to keeping texts
     releases: list[Callable[[], None]] = field(default_factory=list)
+    reservation: Reservation | None = None  # the key's tokens held from admission to `_finish`
+    prompt_estimate: int = 0  # charged when the engine never reports the prompt's tokens
     finished: bool = False
     waited_s: float = 0.0  # the body's upload, holds for a replica or a slot: not the gateway's work
     before_s: float = 0.0  # the gateway's own processing before the upstream call
@@ -184,19 +186,31 @@ class Gateway:
             upload_started = self.clock()
             body = await request.body()
             ex.waited_s += self.clock() - upload_started  # the client's upload, not the gateway's work
+            call = prepare(request.method, path, request.url.query, body, view.model_name, view.task)
+            self._admit(ex, call)  # reserves the call's estimated tokens until `_finish` settles
             if view.traffic.record_text is not None:
                 ex.transcript = Transcript(body, view.traffic.record_text.retention_days)
-            call = prepare(request.method, path, request.url.query, body, view.model_name)
             response = await self._serve(view, ex, call, request)
         except APIError as err:
             response = self._refuse(err, ex)
         response.headers["x-request-id"] = ex.request_id
         return response
 
-    def _admit(self, ex: Exchange) -> None:
+    def _admit(self, ex: Exchange, call: Call | None = None) -> None:
+        """The key's limits. Without `call` (before the body is read) only whether the key may
+        send anything now; with it, the request is counted and its estimated tokens reserved."""
+        if call is not None:
+            ex.prompt_estimate = call.prompt_estimate
         if ex.principal is None:
             return
-        refusal = self.limiter.admit(ex.principal, ex.started, ex.started_at)
+        if call is None:
+            refusal = self.limiter.check(ex.principal, ex.started, ex.started_at)
+        else:
+            admitted = self.limiter.admit(ex.principal, call.reserve, self.clock(), self.wall())
+            if isinstance(admitted, Reservation):
+                ex.reservation = admitted
+                return
+            refusal = admitted
         if refusal is not None:
             self.metrics.refused.labels(ex.namespace, ex.endpoint, refusal.reason).inc()
             raise GatewayError(
@@ -204,8 +218,9 @@ class Gateway:
                 f"{refusal.message}: retry in {refusal.retry_after_s} s",
                 code="insufficient_quota" if refusal.reason == "budget" else "rate_limit_exceeded",
                 error_type="overloaded",
-                headers={"retry-after": str(refusal.retry_after_s), f"x-ratelimit-limit-{refusal.reason}":
-                         str(refusal.limit), f"x-ratelimit-remaining-{refusal.reason}": "0"},
+                headers={"retry-after": str(refusal.retry_after_s),
+                         f"x-ratelimit-limit-{refusal.reason}": str(refusal.limit),
+                         f"x-ratelimit-remaining-{refusal.reason}": str(refusal.remaining)},
             )  # fmt: skip
 
     def _refuse(self, err: APIError, ex: Exchange) -> Response:
@@ -218,6 +233,8 @@ class Gateway:
         ex.status = err.status
         if err.status in (401, 403, 404):  # not recorded per endpoint: any name may be probed
             self.metrics.refused.labels(ex.namespace, "-", str(err.status)).inc()
+            if ex.reservation is not None:  # admitted, then the endpoint went away: nothing used
+                self.limiter.settle(ex.reservation, 0, self.clock(), self.wall())
         else:
             self._finish(ex)
         return error_response(ex.path, err, headers)
@@ -500,7 +517,11 @@ class Gateway:
         meter = ex.meter
         prompt = meter.prompt_tokens if meter else 0
         completion = meter.completion_tokens if meter else 0
-        if ex.principal is not None:
+        if not prompt and ex.upstream is not None and ex.upstream.status_code < 400:
+            prompt = ex.prompt_estimate  # the engine took the prompt but never said (cut short)
+        if ex.reservation is not None:
+            self.limiter.settle(ex.reservation, prompt + completion, now, self.wall())
+        elif ex.principal is not None:
             self.limiter.charge(ex.principal, prompt + completion, now, self.wall())
         labels = (ex.namespace, ex.endpoint)
         self.metrics.requests.labels(*labels, ex.served_by, str(ex.status)).inc()

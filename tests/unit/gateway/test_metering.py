@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
-from modelport.gateway.metering import Meter, prepare
+from modelport.gateway import translation
+from modelport.gateway.metering import DEFAULT_OUTPUT_ALLOWANCE, EMBEDDING_TASKS, Meter, prepare
 
 
 def sse(obj: object) -> bytes:
@@ -101,3 +103,41 @@ def test_bodies_are_left_alone_when_nothing_needs_changing() -> None:
     assert prepare("POST", "/generate", "", tgi, model_name="chat").body == tgi  # translated elsewhere
     broken = prepare("POST", "/v1/completions", "", b'{"model": ', model_name="chat")
     assert broken.body == b'{"model": ' and not broken.stream  # the engine answers the mistake
+
+
+def estimate(path: str, body: object, task: str = "text-generation") -> tuple[int, int]:
+    call = prepare("POST", path, "", json.dumps(body).encode(), task=task)
+    return call.prompt_estimate, call.output_allowance
+
+
+def test_prompt_tokens_are_estimated_conservatively_from_the_request() -> None:
+    # ceil(utf-8 bytes / 3) over the texts, 4 per message and 3 per chat for the template
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 7}
+    assert estimate("/v1/chat/completions", chat) == (4 + 3 + 5, 7)  # "user" + "hello there": 15 bytes
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "é" * 6}]}]}
+    assert estimate("/v1/chat/completions", parts)[0] == 4 + 3 + math.ceil((4 + 4 + 12) / 3)
+    assert estimate("/v1/completions", {"prompt": [[1, 2, 3], [4, 5]], "max_tokens": 2}) == (5, 4)  # ids
+    assert estimate("/generate", {"inputs": "x" * 30, "parameters": {"max_new_tokens": 9}}) == (10, 9)
+    assert prepare("POST", "/v1/completions", "", b"not json " * 10).prompt_estimate == 30
+    unknown = {"question": "a" * 9, "stop": True}  # an API it does not know: all its texts count
+    assert estimate("/v1/custom", unknown)[0] == 3
+
+
+def test_output_allowance_is_the_requests_own_limit_times_its_choices_or_the_apis_default() -> None:
+    assert estimate("/v1/chat/completions", {"messages": [], "max_completion_tokens": 5, "n": 3})[1] == 15
+    assert estimate("/v1/completions", {"prompt": "x", "max_tokens": 4, "best_of": 2})[1] == 8
+    assert estimate("/v1/completions", {"prompt": ["a", "b", "c"], "max_tokens": 4})[1] == 12  # 3 prompts
+    assert estimate("/v1/completions", {"prompt": [[1], [2]], "max_tokens": 4, "n": 2})[1] == 16
+    assert estimate("/generate", {"inputs": "x", "parameters": {"max_new_tokens": 3, "best_of": 2}})[1] == 6
+    assert estimate("/v1/chat/completions", {"messages": []})[1] == DEFAULT_OUTPUT_ALLOWANCE
+    assert estimate("/v1/completions", {"prompt": "x", "max_tokens": None})[1] == 16
+    assert estimate("/generate_stream", {"inputs": "x", "parameters": {"max_new_tokens": -1}})[1] == 100
+    # embeddings produce nothing: their reservation is the prompt alone
+    assert estimate("/v1/embeddings", {"input": ["abc", "def"]}) == (2, 0)
+    assert estimate("/", {"inputs": "abc"}, task="feature-extraction") == (1, 0)
+    assert estimate("/", {"inputs": "abc"}) == (1, 100)  # text-generation's task route
+    assert prepare("GET", "/v1/models", "", b"").reserve == 0
+
+
+def test_metering_knows_the_embedding_tasks_the_translation_does() -> None:
+    assert EMBEDDING_TASKS == translation.EMBEDDING_TASKS
