@@ -3,13 +3,17 @@ diff, when, from where, the request id, and how it ended.
 
 An ASGI middleware around the control API: for POST/PUT/PATCH/DELETE under /v2/ it reads the
 resource before the call, holds the (small JSON) answer, reads the resource again and appends
-the record before the answer goes out, so a caller never sees a change the trail lacks. The
+the record before the answer goes out. The call's store writes and its record are one
+transaction (store/session.py): if the record cannot be written the change is rolled back and
+the caller gets 503, so the trail never lacks a change that was made; a refused call's partial
+writes are rolled back and the refusal is recorded. The
 resource is read through the same service the API uses, so secrets stay redacted; a key's
 secret, which only its create and rotate answers carry, is never read from the answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -21,7 +25,9 @@ from typing import Any
 from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelport.control.service import ControlError
 from modelport.observe.audit_chain import AuditEntry, diff, timestamp
+from modelport.store import session
 from modelport.store.audit import AuditStore
 
 log = logging.getLogger("modelport.audit")
@@ -57,6 +63,25 @@ class AdminAudit:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        conn = await to_thread.run_sync(self.audit.engine.connect)
+        try:
+            with session.shared(conn) as transaction:  # the call's store writes join it
+                held = await self._audited(scope, receive, headers, request_id, transaction)
+        finally:
+            await to_thread.run_sync(conn.close)  # rolls back whatever was not committed
+        for message in held:
+            await send(message)
+
+    async def _audited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[str, str],
+        request_id: str,
+        transaction: session.Shared,
+    ) -> list[Message]:
+        """Run the call in `transaction`, append its record and commit both; the answer to send."""
+        path = scope["path"]
         at = timestamp(self.now())
         target, read = self._resource(path, None)
         before = await to_thread.run_sync(read) if read else None
@@ -70,6 +95,8 @@ class AdminAudit:
 
         await self.app(scope, receive, hold)
         status = next((int(m["status"]) for m in held if m["type"] == "http.response.start"), 500)
+        if status >= 400:  # a refused call changes nothing, even what it wrote before failing
+            await to_thread.run_sync(transaction.rollback)
         if before is None and status < 300:  # a create: the answer names what was made
             target, read = self._resource(path, _answer(held))
         after = await to_thread.run_sync(read) if read and status < 400 else before
@@ -89,11 +116,18 @@ class AdminAudit:
             detail=detail,
         )
         try:
-            await to_thread.run_sync(self.audit.append, [entry])
-        except Exception:  # the change is made: answer, but loudly
+            await to_thread.run_sync(self._commit, transaction, entry)
+        except Exception:  # the change goes with its record: nothing happened that the trail lacks
             log.exception("could not write the audit record of %s %s", scope["method"], path)
-        for message in held:
-            await send(message)
+            with contextlib.suppress(Exception):
+                await to_thread.run_sync(transaction.rollback)
+            if status < 400:
+                return _unavailable(request_id)
+        return held
+
+    def _commit(self, transaction: session.Shared, entry: AuditEntry) -> None:
+        self.audit.append([entry], transaction.conn)  # last: it locks the chain until the commit
+        transaction.commit()
 
     def _resource(self, path: str, created: dict[str, Any] | None) -> tuple[str, Snapshot | None]:
         """What the call acts on ("ns/name", "key:<id>") and how to read its current state;
@@ -110,6 +144,23 @@ class AdminAudit:
                 return "keys", None
             return f"key:{key_id}", lambda: self.key_state(key_id)
         return path, None
+
+
+def _unavailable(request_id: str) -> list[Message]:
+    """The API's error shape for a change undone because its audit record could not be written."""
+    error = ControlError(
+        503, "unavailable", "the change was not made: its audit record could not be written; try again"
+    )
+    body = json.dumps(error.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    return [
+        {"type": "http.response.start", "status": 503, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
 
 
 def _answer(held: list[Message]) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from modelport.launchers.engine_install import find_engine
 from modelport.launchers.engines import INSTALLED_ENGINES, missing_engine
 from modelport.spec.endpoint import EndpointSpec, EndpointState, ImageKind, Intent, merge_update
 from modelport.spec.host_code import host_changes
+from modelport.store import session
 from modelport.store.records import EndpointRecord, ScalingEvent
 from modelport.store.repository import AlreadyExists, NotFound, Store
 
@@ -201,15 +202,16 @@ class EndpointService:
         fields = dataclasses.asdict(fields_from_spec(namespace, spec, Intent(endpoint.intent)))
         changes = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}
         new_revision = revision_from_spec(spec)
-        if changes or new_revision != revision:
-            # an update is a fresh attempt: clear a failure and the last update's error
-            changes.update(update_error=None)
-            if endpoint.state == EndpointState.FAILED:
-                changes.update(state=EndpointState.PENDING.value, message="")
-            endpoint = self.store.update_endpoint(endpoint.id, now, **changes)
-        if new_revision != revision:
-            endpoint = self.store.add_revision(endpoint.id, new_revision, now)
-        return self._settle(endpoint)
+        with self.store.transaction():  # the spec change, its revision and status land together
+            if changes or new_revision != revision:
+                # an update is a fresh attempt: clear a failure and the last update's error
+                changes.update(update_error=None)
+                if endpoint.state == EndpointState.FAILED:
+                    changes.update(state=EndpointState.PENDING.value, message="")
+                endpoint = self.store.update_endpoint(endpoint.id, now, **changes)
+            if new_revision != revision:
+                endpoint = self.store.add_revision(endpoint.id, new_revision, now)
+            return self._settle(endpoint)
 
     def pause(self, namespace: str, name: str) -> dict[str, Any]:
         return self._set_intent(self.find(namespace, name), Intent.PAUSED)
@@ -261,7 +263,7 @@ class EndpointService:
         changes = status_changes(endpoint, self.store.list_replicas(endpoint.id))
         if changes:
             endpoint = self.store.update_endpoint(endpoint.id, self.now(), **changes)
-        self.notify()
+        session.after_commit(self.store.engine, self.notify)  # the loop must read the change
         return self.render(endpoint)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from modelport.store import tables
+from modelport.store import session, tables
 from modelport.store.errors import AlreadyExists, NotFound
 from modelport.store.records import ApiKeyRecord
 from modelport.store.times import utc
@@ -24,14 +24,14 @@ class KeyStore:
 
     def create(self, key: ApiKeyRecord) -> ApiKeyRecord:
         try:
-            with self.engine.begin() as conn:
+            with session.begin(self.engine) as conn:
                 conn.execute(insert(tables.api_keys).values(dataclasses.asdict(key)))
         except IntegrityError:
             raise AlreadyExists(f"key {key.id}") from None
         return self.get(key.id)
 
     def get(self, key_id: str) -> ApiKeyRecord:
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             row = (
                 conn.execute(select(tables.api_keys).where(tables.api_keys.c.id == key_id)).mappings().first()
             )
@@ -41,14 +41,14 @@ class KeyStore:
 
     def list(self) -> list[ApiKeyRecord]:
         query = select(tables.api_keys).order_by(tables.api_keys.c.created_at, tables.api_keys.c.id)
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             return [_key(row) for row in conn.execute(query).mappings()]
 
     def update(self, key_id: str, **changes: Any) -> ApiKeyRecord:
         unknown = set(changes) - _MUTABLE
         if unknown:
             raise ValueError(f"cannot update key fields {sorted(unknown)}")
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             done = conn.execute(
                 update(tables.api_keys).where(tables.api_keys.c.id == key_id).values(**changes)
             ).rowcount
@@ -58,7 +58,7 @@ class KeyStore:
 
     def rotate(self, old_id: str, new: ApiKeyRecord, old_expires_at: datetime) -> ApiKeyRecord:
         """Create `new` and cut the old key's life to the overlap, in one transaction."""
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             done = conn.execute(
                 update(tables.api_keys)
                 .where(tables.api_keys.c.id == old_id)

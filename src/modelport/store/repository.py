@@ -1,15 +1,18 @@
 """The control plane's store: endpoints, model revisions and replicas on SQLAlchemy Core.
 
 SQLite (one file in the data directory, owner-only, WAL) by default, PostgreSQL by URL.
-Every method is one short transaction; nothing keeps a session open, so the API's worker
-threads and the control loop can share one `Store`. `Store.open` brings the schema to the
-newest Alembic migration first.
+Every method is one short transaction, or joins the one a caller shares (`transaction`,
+store/session.py: an admin call and its audit record); nothing keeps a session open between
+calls, so the API's worker threads and the control loop can share one `Store`. `Store.open`
+brings the schema to the newest Alembic migration first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import functools
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +25,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.engine import Connection, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
-from modelport.store import tables
+from modelport.store import session, tables
 from modelport.store.audit import AuditStore
 from modelport.store.errors import AlreadyExists, NotFound, Stale, StoreBusy, StoreError
 from modelport.store.keys import KeyStore
@@ -107,6 +110,10 @@ class Store:
         migrate(engine)
         return cls(engine)
 
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """The block's store calls as one transaction (joining one already shared by the caller)."""
+        return session.transaction(self.engine)
+
     def close(self) -> None:
         if isinstance(self._claim, int):
             os.close(self._claim)
@@ -133,7 +140,7 @@ class Store:
             "updated_at": now,
         }
         try:
-            with self.engine.begin() as conn:
+            with session.begin(self.engine) as conn:
                 key = conn.execute(insert(tables.endpoints).values(row)).inserted_primary_key
                 assert key is not None
                 endpoint_id = int(key[0])
@@ -146,14 +153,14 @@ class Store:
         query = select(tables.endpoints).where(
             tables.endpoints.c.namespace == namespace, tables.endpoints.c.name == name
         )
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             row = conn.execute(query).mappings().first()
         if row is None:
             raise NotFound(f"{namespace}/{name}")
         return _endpoint(row)
 
     def get_endpoint_by_id(self, endpoint_id: int) -> EndpointRecord:
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             row = (
                 conn.execute(select(tables.endpoints).where(tables.endpoints.c.id == endpoint_id))
                 .mappings()
@@ -167,7 +174,7 @@ class Store:
         query = select(tables.endpoints).order_by(tables.endpoints.c.namespace, tables.endpoints.c.name)
         if namespace is not None:
             query = query.where(tables.endpoints.c.namespace == namespace)
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             return [_endpoint(row) for row in conn.execute(query).mappings()]
 
     def update_endpoint(
@@ -188,7 +195,7 @@ class Store:
         query = update(tables.endpoints).where(tables.endpoints.c.id == endpoint_id)
         if if_unchanged_since is not None:
             query = query.where(tables.endpoints.c.updated_at == if_unchanged_since)
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             result = conn.execute(query.values(**changes, updated_at=now))
             if event is not None and result.rowcount:
                 add_event(conn, event)
@@ -198,13 +205,13 @@ class Store:
         updated = self.get_endpoint_by_id(endpoint_id)
         if event is not None:
             for listener in self.event_listeners:  # once the event is committed
-                listener(updated, event)
+                session.after_commit(self.engine, functools.partial(listener, updated, event))
         return updated
 
     def add_revision(self, endpoint_id: int, revision: ModelRevision, now: datetime) -> EndpointRecord:
         """Make `revision` the desired one under a new generation number (never reused, even
         after a rollback moved `generation` back)."""
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             latest = conn.execute(
                 select(func.max(tables.model_revisions.c.generation)).where(
                     tables.model_revisions.c.endpoint_id == endpoint_id
@@ -226,7 +233,7 @@ class Store:
             tables.model_revisions.c.endpoint_id == endpoint_id,
             tables.model_revisions.c.generation == generation,
         )
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             row = conn.execute(query).mappings().first()
         if row is None:
             raise NotFound(f"endpoint {endpoint_id} generation {generation}")
@@ -234,7 +241,7 @@ class Store:
         return ModelRevision(**{k: v for k, v in row.items() if k in names})
 
     def delete_endpoint(self, endpoint_id: int) -> None:
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             conn.execute(delete(tables.replicas).where(tables.replicas.c.endpoint_id == endpoint_id))
             conn.execute(
                 delete(tables.scaling_events).where(tables.scaling_events.c.endpoint_id == endpoint_id)
@@ -247,7 +254,7 @@ class Store:
     # -- replicas ----------------------------------------------------------------------------
     def put_replica(self, replica: ReplicaRecord) -> None:
         row = dataclasses.asdict(replica)
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             done = conn.execute(
                 update(tables.replicas).where(tables.replicas.c.id == replica.id).values(row)
             ).rowcount
@@ -258,11 +265,11 @@ class Store:
         query = select(tables.replicas).order_by(tables.replicas.c.started_at, tables.replicas.c.id)
         if endpoint_id is not None:
             query = query.where(tables.replicas.c.endpoint_id == endpoint_id)
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             return [_replica(row) for row in conn.execute(query).mappings()]
 
     def delete_replica(self, replica_id: str) -> None:
-        with self.engine.begin() as conn:
+        with session.begin(self.engine) as conn:
             conn.execute(delete(tables.replicas).where(tables.replicas.c.id == replica_id))
 
 

@@ -7,7 +7,7 @@ import dataclasses
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
-from modelport.store import tables
+from modelport.store import session, tables
 from modelport.store.records import ScalingEvent
 from modelport.store.times import utc
 
@@ -22,7 +22,7 @@ class ScalingEventStore:
     def list(self, endpoint_id: int, limit: int = 100) -> list[ScalingEvent]:
         """The newest `limit` events, oldest first."""
         query = select(_t).where(_t.c.endpoint_id == endpoint_id).order_by(_t.c.id.desc()).limit(limit)
-        with self.engine.connect() as conn:
+        with session.connect(self.engine) as conn:
             rows = list(conn.execute(query).mappings())
         return [ScalingEvent(**{**row, "at": utc(row["at"])}) for row in reversed(rows)]
 
