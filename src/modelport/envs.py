@@ -143,6 +143,40 @@ HARDWARE_PRICES = EnvVar(
     '{"nvidia-h100": 4.5, "local": 0}; default: the catalog\'s list-price-ish figures.',
 )
 
+UPSTREAM_FIRST_BYTE_TIMEOUT = EnvVar(
+    "MODELPORT_UPSTREAM_FIRST_BYTE_TIMEOUT",
+    "300",
+    "Seconds the gateway waits for a replica to begin answering a request (for a non-streamed "
+    "request: the whole generation); past it the client gets 504 and the engine's work is aborted.",
+)
+UPSTREAM_IDLE_TIMEOUT = EnvVar(
+    "MODELPORT_UPSTREAM_IDLE_TIMEOUT",
+    "120",
+    "Seconds a replica may stay silent while its answer is relayed; past it the answer ends with an "
+    "error and the replica leaves rotation until the control loop has probed it.",
+)
+MAX_HELD = EnvVar(
+    "MODELPORT_MAX_HELD",
+    "1000",
+    "Requests one endpoint may hold while it has no ready replica (starting, scaled to zero); more "
+    "are answered 429 at once.",
+)
+
+CHAT_TEMPLATE_TIMEOUT_S = EnvVar(
+    "MODELPORT_CHAT_TEMPLATE_TIMEOUT_S",
+    "5",
+    "Seconds the engine server gives the model's chat template to render one request's messages "
+    "(off the event loop); past it the request is refused with 400.",
+)
+
+TEST_FAIL_ENGINE_AFTER_STEPS = EnvVar(
+    "MODELPORT_TEST_FAIL_ENGINE_AFTER_STEPS",
+    "0",
+    "TEST ONLY (fault injection): the builtin engine's loop raises when it is about to run its "
+    "N-th step after the replica became ready, as a crashed engine would; 0: off. Never set it "
+    "in production.",
+)
+
 ALL: tuple[EnvVar, ...] = (
     DATA_DIR,
     LOG_LEVEL,
@@ -164,6 +198,9 @@ ALL: tuple[EnvVar, ...] = (
     ENGINES_DIR,
     MODEL_CACHE,
     S3_ENDPOINT_URL,
+    UPSTREAM_FIRST_BYTE_TIMEOUT,
+    UPSTREAM_IDLE_TIMEOUT,
+    MAX_HELD,
 )
 
 
@@ -214,6 +251,25 @@ def usage_queue_max() -> int:
 
 def audit_retention_days() -> float:
     return float(AUDIT_RETENTION_DAYS.get() or "0")
+
+
+def positive_float(var: EnvVar) -> float:
+    """A finite number > 0, else the variable's default (a typo must not disable a deadline)."""
+    import math
+
+    try:
+        value = float(var.get())
+    except ValueError:
+        value = float(var.default)
+    return value if math.isfinite(value) and value > 0 else float(var.default)
+
+
+def chat_template_timeout_s() -> float:
+    return float(CHAT_TEMPLATE_TIMEOUT_S.get() or "5")
+
+
+def test_fail_engine_after_steps() -> int:
+    return int(TEST_FAIL_ENGINE_AFTER_STEPS.get() or "0")
 
 
 def torch_threads() -> int:

@@ -94,7 +94,10 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         utc_now,
         allow_custom_commands=config.allow_custom_commands,
     )
-    client = Upstream()
+    client = Upstream(
+        first_byte_s=envs.positive_float(envs.UPSTREAM_FIRST_BYTE_TIMEOUT),
+        idle_s=envs.positive_float(envs.UPSTREAM_IDLE_TIMEOUT),
+    )
     ring = KeyRing(config.admin_token_hash)
     ring.replace(store.keys.list())
     keys = KeyService(store, ring, utc_now)
@@ -111,7 +114,12 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         with contextlib.suppress(NotFound):
             await asyncio.to_thread(service.wake, namespace, name)
 
-    settings = GatewaySettings(config.hold_s, config.keepalive_s, parse_networks(config.private_networks))
+    settings = GatewaySettings(
+        config.hold_s,
+        config.keepalive_s,
+        parse_networks(config.private_networks),
+        max_held=int(envs.positive_float(envs.MAX_HELD)),
+    )
     gateway = Gateway(
         table, ring, client, wake_up, usage_log, metrics, settings, lambda _replica: loop.notify()
     )

@@ -98,6 +98,8 @@ def prepare(
     rewrite = b'"stream"' in body or rename
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise APIError(400, "the request body nests JSON too deeply", error_type="validation") from None
     except ValueError:
         call.stream = call.stream and not rewrite
         call.prompt_estimate = _text_tokens(len(body))
@@ -238,7 +240,7 @@ class Meter:
             rest, self._pending = self._pending, b""
             return rest
         if self._body:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 self._usage(json.loads(b"".join(self._body)))
         return b""
 
@@ -251,7 +253,7 @@ class Meter:
                 continue
             try:
                 payload = json.loads(line[5:])
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if not isinstance(payload, dict):
                 continue

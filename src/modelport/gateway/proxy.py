@@ -14,7 +14,9 @@ elsewhere). The client's key never reaches a replica, and no body text is logged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import re
 import time
 import uuid
@@ -32,11 +34,19 @@ from modelport.gateway.keys import KeyRing, Principal
 from modelport.gateway.limits import Limiter, Reservation
 from modelport.gateway.metering import Call, Meter, error_event, prepare
 from modelport.gateway.metrics import GatewayMetrics
+from modelport.gateway.paths import check_forwarded
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView, IPNetwork, Route, RoutingTable
 from modelport.gateway.transcript import Transcript
 from modelport.gateway.translation import Translation, plan
-from modelport.gateway.upstream import BrokenAnswer, NotAnswered, Upstream, UpstreamResponse
+from modelport.gateway.upstream import (
+    BrokenAnswer,
+    Dropped,
+    NoFirstByte,
+    NotAnswered,
+    Upstream,
+    UpstreamResponse,
+)
 from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError, error_message
 from modelport.protocol.http import error_response
@@ -61,11 +71,19 @@ HOP_BY_HOP = frozenset(
         "accept-encoding",
     }
 )
+# the caller's own X-Forwarded-For is not passed on: the replica gets the one address the
+# gateway decided (ControlPlaneApp applies --trusted-proxy), never a chain the caller wrote
+NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "forwarded", "x-real-ip"}
 RETRY_AFTER_S = 5
 MAX_HOLD_S = 600.0  # the longest a request may ask to be held while an endpoint starts
 DEFAULT_HOLD_S = 120.0
+DEFAULT_MAX_HELD = 1000
+CLIENT_CLOSED = 499  # recorded (never sent) for a client that left before its answer began
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _UNAVAILABLE = frozenset({502, 503, 504})
+# a replica took these requests and then failed them: replaying one on another endpoint could
+# crash or hang that one too
+_NOT_REPLAYED = frozenset({"upstream_dropped", "upstream_timeout"})
 
 WakeUp = Callable[[str, str], Awaitable[None]]
 
@@ -79,6 +97,11 @@ class GatewaySettings:
     hold_s: float = DEFAULT_HOLD_S
     keepalive_s: float = 5.0  # SSE comment interval for streams held while an endpoint starts
     private_networks: tuple[IPNetwork, ...] = parse_networks(DEFAULT_PRIVATE_NETWORKS)
+    max_held: int = DEFAULT_MAX_HELD  # requests one endpoint may hold while it starts; more get 429
+
+
+class ClientGone(Exception):
+    """The client closed its connection before the answer began."""
 
 
 @dataclass
@@ -182,6 +205,7 @@ class Gateway:
                 ex.started_at,
             )
             assert view is not None  # authorize refuses unknown endpoints
+            check_forwarded(request.method, path)
             self._admit(ex)
             upload_started = self.clock()
             body = await request.body()
@@ -190,9 +214,13 @@ class Gateway:
             self._admit(ex, call)  # reserves the call's estimated tokens until `_finish` settles
             if view.traffic.record_text is not None:
                 ex.transcript = Transcript(body, view.traffic.record_text.retention_days)
-            response = await self._serve(view, ex, call, request)
+            response = await self._until_client_leaves(request, self._serve(view, ex, call, request))
         except APIError as err:
             response = self._refuse(err, ex)
+        except ClientGone:
+            ex.status = CLIENT_CLOSED
+            await self._close(ex)
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it: the connection is gone
         response.headers["x-request-id"] = ex.request_id
         return response
 
@@ -223,6 +251,24 @@ class Gateway:
                          f"x-ratelimit-remaining-{refusal.reason}": str(refusal.remaining)},
             )  # fmt: skip
 
+    @staticmethod
+    async def _until_client_leaves(request: Request, work: Awaitable[Response]) -> Response:
+        """`work` (hold, queue, replica's first byte), cancelled if the client disconnects first:
+        its slots are released and the upstream connection closed, which aborts the engine's
+        work. Once the answer begins, the relay notices a client that leaves."""
+        answer = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()  # before the response listens for the disconnect itself
+        if answer.done():
+            return answer.result()
+        answer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, APIError):
+            await answer
+        raise ClientGone
+
     def _refuse(self, err: APIError, ex: Exchange) -> Response:
         headers = dict(err.headers) if isinstance(err, GatewayError) else {}
         if err.status == 503:
@@ -232,7 +278,7 @@ class Gateway:
                 headers["retry-after"] = str(RETRY_AFTER_S)
         ex.status = err.status
         if err.status in (401, 403, 404):  # not recorded per endpoint: any name may be probed
-            self.metrics.refused.labels(ex.namespace, "-", str(err.status)).inc()
+            self.metrics.refused.labels("-", "-", str(err.status)).inc()
             if ex.reservation is not None:  # admitted, then the endpoint went away: nothing used
                 self.limiter.settle(ex.reservation, 0, self.clock(), self.wall())
         else:
@@ -249,7 +295,7 @@ class Gateway:
         try:
             return await self._serve_on(view, ex, call, request, fallback=fallback)
         except APIError as err:
-            if fallback is None or err.status not in _UNAVAILABLE:
+            if fallback is None or err.status not in _UNAVAILABLE or err.code in _NOT_REPLAYED:
                 raise
             self._rerouted(ex, view, fallback, "fallback")
             return await self._serve_on(fallback, ex, call, request, fallback=None)
@@ -287,22 +333,47 @@ class Gateway:
                     503, f"{view.namespace}/{view.name} has no ready replica", code="no_ready_replica"
                 )
             hold_s = _hold_seconds(request.headers.get("x-scale-up-timeout"), self.settings.hold_s)
+            unhold = self._take_hold_place(view)
+            ex.releases.append(unhold)  # also when a held stream's body never starts
             if call.stream:
-                return self._held_stream(view, ex, call, request, hold_s)
+                return self._held_stream(view, ex, call, request, hold_s, unhold)
             hold_started = self.clock()
-            view = await self._hold(view, hold_s)
+            view = await self._hold(view, hold_s, unhold)
             ex.waited_s += self.clock() - hold_started
         upstream = await self._connect(view, ex, call, request, fallback is not None)
         return self._relay(ex, call, upstream)
 
-    async def _hold(self, view: EndpointView, hold_s: float) -> EndpointView:
-        """Wait (up to hold_s) for a ready replica, waking a scaled-to-zero endpoint first."""
+    def _take_hold_place(self, view: EndpointView) -> Callable[[], None]:
+        """Count a request as held (the autoscaler reads it as pending load) until the returned
+        function is called; past `max_held` per endpoint, 429 instead of an unbounded wait list."""
         admission = self.admissions.of(view.namespace, view.name)
-        admission.held += 1  # counted as pending load by the autoscaler while held
+        if admission.held < self.settings.max_held:
+            admission.held += 1
+            released = False
+
+            def release() -> None:
+                nonlocal released
+                if not released:
+                    released = True
+                    admission.held -= 1
+
+            return release
+        self.metrics.refused.labels(view.namespace, view.name, "hold_full").inc()
+        raise GatewayError(
+            429,
+            f"endpoint {view.namespace}/{view.name} is starting and already holds "
+            f"{self.settings.max_held} requests: retry in a few seconds",
+            code="endpoint_busy",
+            error_type="overloaded",
+            headers={"retry-after": str(RETRY_AFTER_S)},
+        )
+
+    async def _hold(self, view: EndpointView, hold_s: float, unhold: Callable[[], None]) -> EndpointView:
+        """Wait (up to hold_s) for a ready replica, waking a scaled-to-zero endpoint first."""
         try:
             return await self._wait_ready(view, hold_s)
         finally:
-            admission.held -= 1
+            unhold()
 
     async def _wait_ready(self, view: EndpointView, hold_s: float) -> EndpointView:
         ref = f"{view.namespace}/{view.name}"
@@ -332,14 +403,20 @@ class Gateway:
         )
 
     def _held_stream(
-        self, view: EndpointView, ex: Exchange, call: Call, request: Request, hold_s: float
+        self,
+        view: EndpointView,
+        ex: Exchange,
+        call: Call,
+        request: Request,
+        hold_s: float,
+        unhold: Callable[[], None],
     ) -> Response:
         """Answer a streaming request at once and keep it alive with SSE comments while the
         endpoint starts; then relay the stream, or end it with an error event."""
 
         async def body() -> AsyncIterator[bytes]:
             yield b": waiting for a replica\n\n"
-            hold = asyncio.ensure_future(self._hold(view, hold_s))
+            hold = asyncio.ensure_future(self._hold(view, hold_s, unhold))
             try:
                 while not (await asyncio.wait({hold}, timeout=self.settings.keepalive_s))[0]:
                     yield b": keep-alive\n\n"
@@ -413,7 +490,7 @@ class Gateway:
     ) -> tuple[UpstreamResponse, Route, Callable[[], None]]:
         """Send to the least busy replica, the next one if it does not answer, and so on."""
         path, body = (translation.path, translation.body) if translation else (call.path, call.body)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
         headers += [("accept-encoding", "identity"), ("x-request-id", ex.request_id)]
         if request.client:
             headers.append(("x-forwarded-for", request.client.host))
@@ -437,6 +514,25 @@ class Gateway:
                     exc,
                 )
                 continue
+            except Dropped as exc:
+                release()
+                self._withdraw(
+                    route, view.namespace, view.name, f"closed the connection before answering ({exc})"
+                )
+                raise APIError(
+                    502,
+                    "the replica closed the connection before answering; the request was not sent "
+                    "to another replica, as it may be what failed: retry if it is safe to",
+                    code="upstream_dropped",
+                ) from None
+            except NoFirstByte as exc:
+                release()  # the cancelled call closed the connection: the engine aborts the request
+                raise APIError(
+                    504,
+                    f"the replica did not begin answering in time ({exc}): retry later, or with a "
+                    "shorter request",
+                    code="upstream_timeout",
+                ) from None
             except BaseException:
                 release()
                 raise
@@ -492,12 +588,14 @@ class Gateway:
         ex.status = 502
         if ex.route is None:
             return
-        log.warning(
-            "replica %s failed mid-answer (%s); out of rotation", ex.route.replica_id[:8], type(exc).__name__
-        )
-        self.metrics.replica_lost.labels(ex.namespace, ex.served_by).inc()
-        self.table.withdraw(ex.route.replica_id)
-        self.on_replica_lost(ex.route.replica_id)
+        self._withdraw(ex.route, ex.namespace, ex.served_by, f"failed mid-answer ({exc})")
+
+    def _withdraw(self, route: Route, namespace: str, name: str, why: str) -> None:
+        """Take a replica out of rotation until the control loop has looked at it again."""
+        log.warning("replica %s of %s/%s %s; out of rotation", route.replica_id[:8], namespace, name, why)
+        self.metrics.replica_lost.labels(namespace, name).inc()
+        self.table.withdraw(route.replica_id)
+        self.on_replica_lost(route.replica_id)
 
     # -- the end of every admitted request ---------------------------------------------------
     async def _close(self, ex: Exchange) -> None:
@@ -574,13 +672,28 @@ def _refuse_if_down(view: EndpointView) -> None:
             error_type="paused",
         )
     if view.state == EndpointState.FAILED and view.intent == Intent.ACTIVE:
-        raise APIError(503, f"endpoint {ref} failed: {view.message}", code="endpoint_failed")
+        # the reason (a replica's last log lines) is for the endpoint's admins, on /v2 only
+        raise APIError(
+            503,
+            f"endpoint {ref} failed to start: its owner can see why with `modelport endpoints "
+            f"describe {view.name}` (GET /v2/endpoint/{ref})",
+            code="endpoint_failed",
+        )
 
 
 def _hold_seconds(header: str | None, default_s: float) -> float:
-    """X-Scale-Up-Timeout (seconds) when given and valid, else the gateway's hold limit."""
+    """X-Scale-Up-Timeout (seconds) when given as a finite number, else the gateway's hold
+    limit; never past MAX_HOLD_S (`nan` and `inf` parse as floats but are not honoured)."""
     try:
         value = float(header) if header is not None else default_s
     except ValueError:
         value = default_s
+    if not math.isfinite(value):
+        value = default_s
     return min(max(value, 0.0), MAX_HOLD_S)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has closed its connection (the body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

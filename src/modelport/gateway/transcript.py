@@ -51,13 +51,13 @@ class Transcript:
             if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
                 try:
                     self._take(json.loads(line[5:]), streamed=True)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
 
     def completion(self) -> str:
         """Each choice's text, in choice order, as a JSON list (empty: no text came back)."""
         if self.sse is False and self._body:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 self._take(json.loads(b"".join(self._body)), streamed=False)
             self._body = []
         texts = [_cut("".join(self._choices[i])) for i in sorted(self._choices)]

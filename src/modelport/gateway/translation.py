@@ -81,7 +81,7 @@ class Translation:
         raw = b"".join([chunk async for chunk in body])
         try:
             answer = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield json.dumps(render(APIError(502, "the engine's answer was not JSON"), Dialect.TGI)).encode()
             return
         out = self._embeddings(answer) if self.kind == "embed" else self._generated(answer)
@@ -142,7 +142,7 @@ class TgiStream:
             return self._final()
         try:
             event = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return b""
         if not isinstance(event, dict):
             return b""
@@ -208,7 +208,7 @@ def _invalid(message: str, param: str | None = None) -> APIError:
 def _request(call: Call) -> dict[str, Any]:
     try:
         body = json.loads(call.body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _invalid("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise _invalid("the request body must be a JSON object")

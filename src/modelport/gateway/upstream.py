@@ -1,20 +1,39 @@
 """The gateway's HTTP client to replicas (aiohttp: its C parser and pool keep the relay cheap).
 
 Only what the proxy needs: send a request and get the status and headers, then read the body
-chunk by chunk as it arrives (never coalesced), or whole. Errors come as two kinds:
-`NotAnswered` (connection refused, or dropped before a response: safe to retry elsewhere) and
-`BrokenAnswer` (the connection failed while the body was coming).
+chunk by chunk as it arrives (never coalesced), or whole. Errors come as four kinds:
+`NotAnswered` (no connection could be made: the request never reached the replica, so it is
+safe to send it to another), `Dropped` (the replica took the request and closed the connection
+before answering: it may have crashed on this very request, so it is never replayed elsewhere),
+`NoFirstByte` (no answer began within the first-byte deadline) and `BrokenAnswer` (the
+connection failed, or went quiet for longer than the idle deadline, while the body was coming).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from multidict import CIMultiDict
 
+# Below the 5 s keep-alive of uvicorn (the builtin engine, vLLM, llama-cpp-python): a pooled
+# connection is dropped here before the server closes it, so a request is never written onto a
+# connection the server is closing (which would look like a replica that dropped it).
+KEEPALIVE_S = 3.0
+DEFAULT_FIRST_BYTE_S = 300.0
+DEFAULT_IDLE_S = 120.0
+
 
 class NotAnswered(Exception):
+    pass
+
+
+class Dropped(Exception):
+    pass
+
+
+class NoFirstByte(Exception):
     pass
 
 
@@ -23,21 +42,32 @@ class BrokenAnswer(Exception):
 
 
 class UpstreamResponse:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, idle_s: float = DEFAULT_IDLE_S) -> None:
         self._response = response
+        self.idle_s = idle_s
         self.status_code = response.status
         self.headers: dict[str, str] = {k.lower(): v for k, v in response.headers.items()}
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._response.content
         try:
-            async for chunk in self._response.content.iter_any():
+            while True:
+                async with asyncio.timeout(self.idle_s):
+                    chunk = await content.readany()
+                if not chunk:
+                    return
                 yield chunk
+        except TimeoutError as exc:
+            raise BrokenAnswer(f"no data for {self.idle_s:g} s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise BrokenAnswer(type(exc).__name__) from exc
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
+            async with asyncio.timeout(self.idle_s):
+                return await self._response.read()
+        except TimeoutError as exc:
+            raise BrokenAnswer(f"no whole answer within {self.idle_s:g} s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise BrokenAnswer(type(exc).__name__) from exc
 
@@ -47,14 +77,23 @@ class UpstreamResponse:
 
 
 class Upstream:
-    def __init__(self, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        connect_timeout_s: float = 5.0,
+        first_byte_s: float = DEFAULT_FIRST_BYTE_S,
+        idle_s: float = DEFAULT_IDLE_S,
+    ) -> None:
         self.connect_timeout_s = connect_timeout_s
+        self.first_byte_s = first_byte_s  # from sending the request to the answer's headers
+        self.idle_s = idle_s  # the longest silence while the body comes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: it needs the running event loop
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
+                connector=aiohttp.TCPConnector(
+                    limit=0, enable_cleanup_closed=True, keepalive_timeout=KEEPALIVE_S
+                ),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
@@ -66,12 +105,17 @@ class Upstream:
     ) -> UpstreamResponse:
         target = f"{url}?{query}" if query else url
         try:
-            response = await self._client().request(
-                method, target, data=body or None, headers=CIMultiDict(headers), allow_redirects=False
-            )
-        except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError, OSError) as exc:
-            raise NotAnswered(type(exc).__name__) from exc
-        return UpstreamResponse(response)
+            async with asyncio.timeout(self.first_byte_s):
+                response = await self._client().request(
+                    method, target, data=body or None, headers=CIMultiDict(headers), allow_redirects=False
+                )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise NotAnswered(type(exc).__name__) from exc  # refused, unreachable: it never got it
+        except TimeoutError as exc:
+            raise NoFirstByte(f"no answer within {self.first_byte_s:g} s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Dropped(type(exc).__name__) from exc
+        return UpstreamResponse(response, self.idle_s)
 
     async def close(self) -> None:
         if self._session is not None:

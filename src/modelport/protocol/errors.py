@@ -69,7 +69,7 @@ def error_message(raw: bytes, status: int) -> str:
     """The message of an error body in either shape (OpenAI or TGI/TEI), for relaying it."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return f"the engine answered {status}"
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
