@@ -66,10 +66,8 @@ def serve(
     # before torch is imported: a source that cannot be had fails in a second, not after the imports
     model_path, source_name = _local_model(model, revision, allow_pickle, trust_remote_code)
     startup.mark("fetch")
-    import uvicorn
-
     from modelport.engine.loader import ModelLoadError
-    from modelport.server.app import create_app
+    from modelport.server.app import create_app, run
     from modelport.server.builder import ServeOptions, build_state
 
     opts = ServeOptions(
@@ -99,12 +97,14 @@ def serve(
         err=True,
     )
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+        code = run(app, host=host, port=port, log_level=log_level.lower())
     finally:
         if state.llm is not None:
             state.llm.shutdown()
         if state.embedder is not None:
             state.embedder.shutdown()
+    if code:
+        raise typer.Exit(code=code)  # 1: the engine died; the control plane restarts the replica
 
 
 def _local_model(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from modelport import envs
 from modelport.engine import startup
 from modelport.engine.kv_cache import KVCachePool, KVLayout
 from modelport.engine.loader import LoadedModel
@@ -172,6 +173,11 @@ class LLMEngine:
             steps=self._steps,
         )
 
+    @property
+    def pool_tokens(self) -> int:
+        """Tokens the whole KV pool holds: the most one sequence can ever reach."""
+        return self.pool.allocator.num_blocks * self.config.block_size
+
     def check_request(self, prompt_ids: list[int], params: SamplingParams, n: int) -> None:
         """Reject at once what can never be served, naming the field at fault."""
         vocab = int(self.loaded.config.vocab_size)
@@ -195,10 +201,20 @@ class LLMEngine:
                 f"of {limit} tokens; lower max_tokens to at most {limit - len(prompt_ids)}",
                 "max_tokens",
             )
-        if not self.scheduler.fits_at_all(len(prompt_ids) + 1):
+        pool = self.pool_tokens
+        if len(prompt_ids) >= pool:
             raise RequestRejected(
-                "the prompt needs more KV cache than the whole pool holds; raise --kv-cache-memory",
+                f"the prompt has {len(prompt_ids)} tokens; this replica's whole KV cache holds {pool} "
+                "tokens (raise --kv-cache-memory, or shorten the prompt)",
                 "messages",
+            )
+        # a sequence that cannot fit even alone would preempt itself and recompute forever
+        if not self.scheduler.fits_at_all(len(prompt_ids) + params.max_tokens):
+            raise RequestRejected(
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) needs more KV cache "
+                f"than this replica's whole pool holds ({pool} tokens); lower max_tokens to at most "
+                f"{pool - len(prompt_ids)}",
+                "max_tokens",
             )
 
     async def generate(
@@ -257,6 +273,8 @@ class LLMEngine:
 
     def _submit(self, seqs: list[Sequence]) -> None:
         with self._lock:
+            if self.dead is not None:  # set under this lock: nothing enters a dead loop's inbox
+                raise EngineDeadError(f"the engine stopped: {self.dead}")
             self._inbox.extend(seqs)
         self._wake.set()
 
@@ -268,19 +286,30 @@ class LLMEngine:
             self._seqs.setdefault(seq.request_id, []).append(seq)
             self.scheduler.add(seq)
         for rid in aborts:
-            for seq in self._seqs.pop(rid, []):
-                if seq.status is not SeqStatus.FINISHED:
-                    self.scheduler.remove(seq)
-                    self.metrics.finished(FinishReason.ABORT.value)
-                    seq.sink(seq.finish(FinishReason.ABORT))
+            for seq in list(self._seqs.get(rid, [])):
+                self._abort(seq)
+
+    def _abort(self, seq: Sequence, error: str | None = None) -> None:
+        """End a sequence that did not finish by itself: blocks back, out of the request map,
+        counted, and the client told (with ``error`` when it failed rather than was cancelled)."""
+        if seq.status is SeqStatus.FINISHED:
+            return
+        self.scheduler.remove(seq)
+        self._forget(seq)
+        self.metrics.finished(FinishReason.ABORT.value)
+        seq.sink(seq.finish(FinishReason.ABORT, error=error))
+
+    def _forget(self, seq: Sequence) -> None:
+        group = self._seqs.get(seq.request_id)
+        if group is not None:
+            if seq in group:
+                group.remove(seq)
+            if not group:
+                del self._seqs[seq.request_id]
 
     def _finish(self, seq: Sequence) -> None:
         self.scheduler.remove(seq)
-        group = self._seqs.get(seq.request_id)
-        if group is not None:
-            group.remove(seq)
-            if not group:
-                del self._seqs[seq.request_id]
+        self._forget(seq)
         now = time.monotonic()
         m = self.metrics
         m.finished(seq.finish_reason.value if seq.finish_reason else "unknown")
@@ -309,6 +338,8 @@ class LLMEngine:
         self._loop()
 
     def _loop(self) -> None:
+        fail_at = envs.test_fail_engine_after_steps()  # test-only fault injection; 0 = off
+        steps = 0
         try:
             while not self._stop:
                 self._drain_inbox()
@@ -317,18 +348,27 @@ class LLMEngine:
                     self._wake.wait(timeout=0.5)
                     self._wake.clear()
                     continue
+                steps += 1
+                if steps == fail_at:
+                    raise RuntimeError(
+                        f"fault injected at step {steps} ({envs.TEST_FAIL_ENGINE_AFTER_STEPS.name})"
+                    )
                 self._step()
         except BaseException as exc:  # the loop must never die silently
             log.exception("engine loop crashed")
-            self.dead = exc
+            with self._lock:
+                self.dead = exc
             self._fail_all(f"engine error: {type(exc).__name__}")
 
     def _fail_all(self, message: str) -> None:
+        """Fail every request the dead loop holds, including those still in the inbox."""
+        with self._lock:
+            new, self._inbox = self._inbox, []
+        for seq in new:
+            self._seqs.setdefault(seq.request_id, []).append(seq)
         for group in list(self._seqs.values()):
-            for seq in group:
-                if seq.status is not SeqStatus.FINISHED:
-                    self.scheduler.remove(seq)
-                    seq.sink(seq.finish(FinishReason.ABORT, error=message))
+            for seq in list(group):
+                self._abort(seq, error=message)
         self._seqs.clear()
 
     def _step(self) -> None:
@@ -350,8 +390,7 @@ class LLMEngine:
         except torch.OutOfMemoryError:
             log.exception("out of memory in a forward pass; failing this step's sequences")
             for seq, _ in step.items:
-                self.scheduler.remove(seq)
-                seq.sink(seq.finish(FinishReason.ABORT, error="out of memory"))
+                self._abort(seq, error="out of memory")
             return
         self._steps += 1
         self.metrics.prompt_tokens.inc(prefill_tokens)

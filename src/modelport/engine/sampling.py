@@ -9,6 +9,7 @@ request with a seed produces the same tokens whatever else is in the batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,16 @@ class InvalidSamplingParams(ValueError):
     def __init__(self, message: str, param: str) -> None:
         super().__init__(message)
         self.param = param
+
+
+_FLOAT_FIELDS = (
+    "temperature",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 @dataclass
@@ -53,6 +64,12 @@ class SamplingParams:
         def bad(msg: str, param: str) -> InvalidSamplingParams:
             return InvalidSamplingParams(msg, param)
 
+        # NaN fails no comparison and would reach the sampler (NaN logits, then any token)
+        for name in _FLOAT_FIELDS:
+            if not math.isfinite(getattr(self, name)):
+                raise bad(f"{name} must be a finite number", name)
+        if not all(math.isfinite(b) for b in self.logit_bias.values()):
+            raise bad("logit_bias values must be finite numbers", "logit_bias")
         if self.max_tokens < 1:
             raise bad(f"max_tokens must be at least 1, got {self.max_tokens}", "max_tokens")
         if not 0.0 <= self.temperature <= 2.0:

@@ -8,10 +8,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelport.protocol.errors import APIError, bad_request
 
+# What a request may hold, so one request cannot keep a replica busy for long before the engine
+# sees it (the body limit bounds bytes, these bound the work per byte).
+MAX_CHAT_MESSAGES = 4096
+MAX_COMPLETION_PROMPTS = 64  # prompts in one /v1/completions list (each runs as its own request)
+MAX_N = 8  # the engine's own cap on `n`, checked here too so the error names the field early
+
+# Variables a chat template may read from `chat_template_kwargs`. Anything else is refused:
+# apply_chat_template takes `chat_template` (a caller's own Jinja, which can loop for hours on
+# the event loop), `tools`, `documents`, `tokenize` … through the same keyword arguments.
+CHAT_TEMPLATE_KWARGS = frozenset({"enable_thinking", "thinking", "reasoning_effort"})
+MAX_TEMPLATE_KWARG_CHARS = 256
+
 
 class _Wire(BaseModel):
     # Unknown fields are ignored (clients send extras such as `user`), never an error.
-    model_config = ConfigDict(extra="ignore")
+    # No float field takes NaN or infinity: they pass every range check written as a comparison.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class StreamOptions(_Wire):
@@ -77,6 +90,11 @@ class _SamplingFields(_Wire):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+def check_n(n: int) -> None:
+    if not 1 <= n <= MAX_N:
+        raise bad_request(f"n must be between 1 and {MAX_N}, got {n}", param="n")
+
+
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage]
     max_completion_tokens: int | None = None
@@ -89,9 +107,39 @@ class ChatCompletionRequest(_SamplingFields):
     add_generation_prompt: bool = True
     chat_template_kwargs: dict[str, Any] | None = None
 
+    def template_kwargs(self) -> dict[str, bool | int | float | str]:
+        """The caller's template variables: only known names, only short scalar values."""
+        out: dict[str, bool | int | float | str] = {}
+        for key, value in (self.chat_template_kwargs or {}).items():
+            param = f"chat_template_kwargs.{key}"
+            if key not in CHAT_TEMPLATE_KWARGS:
+                raise bad_request(
+                    f"chat_template_kwargs may only set {', '.join(sorted(CHAT_TEMPLATE_KWARGS))}; "
+                    f"{key[:64]!r} is not accepted",
+                    param=param[:96],
+                    code="unsupported",
+                )
+            if not isinstance(value, bool | int | float | str) or (
+                isinstance(value, str) and len(value) > MAX_TEMPLATE_KWARG_CHARS
+            ):
+                raise bad_request(
+                    f"chat_template_kwargs.{key} must be a boolean, a number or a string of at most "
+                    f"{MAX_TEMPLATE_KWARG_CHARS} characters",
+                    param=param,
+                )
+            out[key] = value
+        return out
+
     def check_supported(self) -> None:
         if not self.messages:
             raise bad_request("messages must not be empty", param="messages")
+        if len(self.messages) > MAX_CHAT_MESSAGES:
+            raise bad_request(
+                f"messages holds {len(self.messages)} items, more than the limit of {MAX_CHAT_MESSAGES}",
+                param="messages",
+            )
+        check_n(self.n)
+        self.template_kwargs()
         fmt = (self.response_format or {}).get("type", "text")
         if fmt != "text":
             raise bad_request(
@@ -124,6 +172,7 @@ class CompletionRequest(_SamplingFields):
             raise bad_request("best_of must equal n (best_of > n is not supported)", param="best_of")
         if self.logprobs is not None and not 0 <= self.logprobs <= 5:
             raise bad_request(f"logprobs must be between 0 and 5, got {self.logprobs}", param="logprobs")
+        check_n(self.n)
 
     def prompts(self) -> list[str | list[int]]:
         """Normalise the four prompt shapes into a list of text or token-id prompts."""
@@ -133,6 +182,12 @@ class CompletionRequest(_SamplingFields):
         if not p:
             raise bad_request("prompt must not be empty", param="prompt")
         items: list[Any] = list(p)
+        if isinstance(items[0], str | list) and len(items) > MAX_COMPLETION_PROMPTS:
+            raise bad_request(
+                f"prompt holds {len(items)} prompts, more than the limit of {MAX_COMPLETION_PROMPTS}; "
+                "split them into several requests",
+                param="prompt",
+            )
         if all(isinstance(x, int) for x in items):
             return [[int(x) for x in items]]
         if all(isinstance(x, str) for x in items):

@@ -10,7 +10,7 @@ from modelport.protocol.errors import bad_request
 
 
 class GenerateParameters(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     max_new_tokens: int | None = 100
     temperature: float | None = None
@@ -52,7 +52,7 @@ class GenerateParameters(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     inputs: str
     parameters: GenerateParameters = Field(default_factory=GenerateParameters)

@@ -1,5 +1,8 @@
 """The engine server's ASGI app: middleware, error rendering, health and metrics.
 
+A replica whose engine loop dies stops serving and `run` returns 1, so `modelport serve`
+exits non-zero and the control plane restarts it (its /health answers 503 meanwhile).
+
 Middleware order (outermost first): body-size limit → request id → routes. Errors are
 rendered in the dialect of the route that was called, so the OpenAI SDK, the TGI client and
 TEI clients each see the error shape they parse.
@@ -7,9 +10,12 @@ TEI clients each see the error shape they parse.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -27,10 +33,23 @@ from modelport.server.state import ServerState
 log = logging.getLogger("modelport.server")
 
 
+# after the engine died, in-flight requests have this long to get their error before the
+# server stops without waiting for them
+_DEATH_DRAIN_S = 10.0
+
+
 def create_app(state: ServerState, api: str = "all") -> FastAPI:
     """api "openai" serves only /v1/* (plus /health and /metrics), as vLLM or llama.cpp do."""
-    app = FastAPI(title="modelport engine server", version=__version__)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(_stop_when_engine_dies(app))
+        yield
+        watcher.cancel()
+
+    app = FastAPI(title="modelport engine server", version=__version__, lifespan=lifespan)
     app.state.mp = state
+    app.state.on_engine_death = None
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -89,3 +108,39 @@ def create_app(state: ServerState, api: str = "all") -> FastAPI:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     return app
+
+
+async def _stop_when_engine_dies(app: FastAPI) -> None:
+    """A replica whose engine loop died cannot serve again: stop the server (see `run`) so the
+    process exits non-zero and whoever runs it starts a fresh one. The dead loop has already
+    failed its requests, so the graceful stop only waits for their error responses."""
+    state: ServerState = app.state.mp
+    while (failure := state.engine_failure()) is None:
+        await asyncio.sleep(0.2)
+    log.error("the engine stopped (%s: %s); shutting the server down", type(failure).__name__, failure)
+    stop = app.state.on_engine_death
+    if stop is not None:
+        stop()
+
+
+def run(app: FastAPI, *, host: str, port: int, log_level: str) -> int:
+    """Serve until stopped; the exit code: 0 after a normal stop, 1 when the engine died, 3 when
+    the server could not start (as `uvicorn.run`)."""
+    import uvicorn
+
+    # proxy_headers off: the replica's peer is the gateway, whose X-Forwarded-For is not a caller's
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+
+    def stop() -> None:
+        server.should_exit = True
+        asyncio.get_running_loop().call_later(_DEATH_DRAIN_S, setattr, server, "force_exit", True)
+
+    app.state.on_engine_death = stop
+    server.run()
+    state: ServerState = app.state.mp
+    if state.engine_failure() is not None:
+        return 1
+    return 0 if server.started else 3

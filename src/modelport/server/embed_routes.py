@@ -7,7 +7,6 @@ is down, 424/500 when the forward failed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -26,6 +25,7 @@ from modelport.engine.embedder import (
 from modelport.protocol import openai_embeddings as oai
 from modelport.protocol import tei
 from modelport.protocol.errors import APIError
+from modelport.protocol.json_body import InvalidJSONBody, parse_json_body
 from modelport.server.state import ServerState
 
 router = APIRouter()
@@ -178,9 +178,9 @@ def _bad(api: Api, message: str, param: str | None) -> APIError:
 
 async def _json(request: Request, api: Api) -> Any:
     try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _bad(api, "the request body is not valid JSON", None) from exc
+        return parse_json_body(await request.body())
+    except InvalidJSONBody as exc:
+        raise _bad(api, str(exc), None) from exc
 
 
 def _parse(model: type[M], body: Any, hints: Mapping[str, str], api: Api) -> M:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from modelport import envs
 from modelport.engine.engine import EngineDeadError, LLMEngine, RequestRejected
 from modelport.engine.sampling import InvalidSamplingParams, SamplingParams
 from modelport.engine.sequence import FinishReason, SequenceOutput, TokenLogprob
@@ -52,6 +54,46 @@ def chat_prompt_ids(
         ) from exc
     ids: list[int] = tok.encode(str(text), add_special_tokens=False)
     return ids
+
+
+# Chat templates render here, never on the event loop (a slow render would stall every request
+# of the replica) nor on the engine's torch thread. Jinja cannot be stopped mid-render, so the
+# work is bounded instead: two workers, a time limit per request, and only the endpoint's own
+# template with allow-listed variables (protocol/openai.py) ever runs.
+_TEMPLATE_WORKERS = 2
+_template_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _template_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _template_pool
+    if _template_pool is None:
+        _template_pool = concurrent.futures.ThreadPoolExecutor(
+            _TEMPLATE_WORKERS, thread_name_prefix="modelport-template"
+        )
+    return _template_pool
+
+
+async def render_chat_prompt(
+    state: ServerState,
+    messages: list[dict[str, str]],
+    add_generation_prompt: bool,
+    template_kwargs: dict[str, Any] | None,
+) -> list[int]:
+    """`chat_prompt_ids` in a template worker, refused with 400 past the time limit. The time
+    counts from submission, so a request queued behind slow renders is refused as well."""
+    limit = envs.chat_template_timeout_s()
+    future = _template_executor().submit(
+        chat_prompt_ids, state, messages, add_generation_prompt, template_kwargs
+    )
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout=limit)
+    except TimeoutError as exc:
+        future.cancel()  # still queued: never runs; already running: its result is dropped
+        raise bad_request(
+            f"the chat template took longer than {limit:g} s to render these messages",
+            param="messages",
+            code="chat_template_timeout",
+        ) from exc
 
 
 def sampling_params(

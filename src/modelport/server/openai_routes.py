@@ -14,12 +14,13 @@ from modelport.engine.sampling import SamplingParams
 from modelport.engine.sequence import SequenceOutput, TokenLogprob
 from modelport.protocol.errors import APIError, Dialect, render
 from modelport.protocol.openai import ChatCompletionRequest, CompletionRequest, usage
+from modelport.server.body import model_body
 from modelport.server.generation import (
     SeqResult,
-    chat_prompt_ids,
     collect,
     encode_text,
     new_id,
+    render_chat_prompt,
     sampling_params,
     start_stream,
     token_text,
@@ -100,18 +101,21 @@ def _sampling(
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, state: ServerState = Depends(get_state)
+    request: Request, state: ServerState = Depends(get_state)
 ) -> JSONResponse | StreamingResponse:
+    body = await model_body(request, ChatCompletionRequest)
     state.check_model_name(body.model)
     engine = state.require_llm()
     body.check_supported()
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    prompt_ids = chat_prompt_ids(state, messages, body.add_generation_prompt, body.chat_template_kwargs)
+    prompt_ids = await render_chat_prompt(state, messages, body.add_generation_prompt, body.template_kwargs())
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    # the default fills the context, but never past what the whole KV pool holds
+    room = min(state.max_model_len, engine.pool_tokens)
     params = _sampling(
         body,
         max_tokens=max_tokens,
-        default_max_tokens=max(1, state.max_model_len - len(prompt_ids)),
+        default_max_tokens=max(1, room - len(prompt_ids)),
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
     )
     rid, created, model = new_id("chatcmpl"), int(time.time()), state.model_name
@@ -219,8 +223,9 @@ def _completion_logprobs(state: ServerState, r: SeqResult, offset: int) -> dict[
 
 @router.post("/v1/completions", response_model=None)
 async def completions(
-    body: CompletionRequest, request: Request, state: ServerState = Depends(get_state)
+    request: Request, state: ServerState = Depends(get_state)
 ) -> JSONResponse | StreamingResponse:
+    body = await model_body(request, CompletionRequest)
     state.check_model_name(body.model)
     engine = state.require_llm()
     body.check_supported()

@@ -38,6 +38,14 @@ class ServerState:
     def special_ids(self) -> frozenset[int]:
         return frozenset(getattr(self.tokenizer, "all_special_ids", None) or ())
 
+    def engine_failure(self) -> BaseException | None:
+        """Why the generation loop or the embedding worker died; None while they run."""
+        if self.llm is not None and self.llm.dead is not None:
+            return self.llm.dead
+        if self.embedder is not None and self.embedder.dead is not None:
+            return self.embedder.dead
+        return None
+
     def healthy(self) -> bool:
         if not self.ready:
             return False

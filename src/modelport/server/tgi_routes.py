@@ -15,6 +15,7 @@ from modelport.engine.sampling import SamplingParams
 from modelport.engine.sequence import FinishReason, SequenceOutput
 from modelport.protocol.errors import APIError, Dialect, bad_request, render
 from modelport.protocol.tgi import GenerateRequest
+from modelport.server.body import json_body
 from modelport.server.generation import (
     collect,
     encode_text,
@@ -103,20 +104,20 @@ def _parse(body: Any) -> GenerateRequest:
 
 @router.post("/generate")
 async def generate(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse:
-    req = _parse(await _json(request))
+    req = _parse(await json_body(request))
     payload, counts = await generate_payload(state, req, request)
     return JSONResponse(payload, headers=counts)
 
 
 @router.post("/generate_stream")
 async def generate_stream(request: Request, state: ServerState = Depends(get_state)) -> StreamingResponse:
-    return await _stream_response(state, _parse(await _json(request)))
+    return await _stream_response(state, _parse(await json_body(request)))
 
 
 @router.post("/", response_model=None)
 async def root(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse | StreamingResponse:
     """TGI's compat route, which is also where HF task payloads (`{"inputs", "parameters"}`) land."""
-    body = await _json(request)
+    body = await json_body(request)
     if state.kind is ModelKind.EMBED:
         from modelport.server.embed_routes import embed_task_payload
 
@@ -126,13 +127,6 @@ async def root(request: Request, state: ServerState = Depends(get_state)) -> JSO
         return await _stream_response(state, req)
     payload, counts = await generate_payload(state, req, request)
     return JSONResponse([payload], headers=counts)
-
-
-async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(422, f"the request body is not valid JSON: {exc}", error_type="validation") from exc
 
 
 async def _stream_response(state: ServerState, req: GenerateRequest) -> StreamingResponse:
@@ -213,7 +207,7 @@ async def info(state: ServerState = Depends(get_state)) -> dict[str, Any]:
 
 @router.post("/tokenize")
 async def tokenize(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse:
-    body = await _json(request)
+    body = await json_body(request)
     inputs = body.get("inputs") if isinstance(body, dict) else None
     if state.embedder is not None:  # TEI's shape: one token list per input, special tokens flagged
         texts = [inputs] if isinstance(inputs, str) else inputs

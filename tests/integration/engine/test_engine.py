@@ -103,3 +103,56 @@ def test_sliding_window_models_are_capped_to_their_window(tmp_path: Path, tiny_m
     (folder / "config.json").write_text(json.dumps({**config, "sliding_window": 256}))
     assert load_causal_lm(folder, dtype="float32", device="cpu").max_model_len == 256
     assert load_causal_lm(folder, dtype="float32", device="cpu", max_model_len=4096).max_model_len == 256
+
+
+def test_a_sequence_longer_than_the_whole_pool_is_refused_not_recomputed_forever(engine: LLMEngine) -> None:
+    """The pool holds 240 tokens and the context 2048: prompt + max_tokens past the pool would
+    preempt itself at every step and never finish."""
+    prompt = list(range(1, 11))
+    with pytest.raises(RequestRejected) as info:
+        engine.check_request(prompt, SamplingParams(max_tokens=231), 1)
+    assert info.value.param == "max_tokens" and "at most 230" in str(info.value)
+    with pytest.raises(RequestRejected):
+        engine.check_request(list(range(1, 241)), SamplingParams(max_tokens=1), 1)
+
+    async def refused_then_fitting() -> list[int]:
+        with pytest.raises(RequestRejected):
+            await _generate(engine, prompt, SamplingParams(max_tokens=500, ignore_eos=True))
+        return await _generate(engine, prompt, SamplingParams(max_tokens=230, temperature=0, ignore_eos=True))
+
+    assert len(asyncio.run(refused_then_fitting())) == 230
+    assert engine.stats().kv_blocks_used == 0 and engine.stats().waiting == 0
+
+
+def test_out_of_memory_fails_the_step_and_gives_everything_back(
+    engine: LLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forward pass that runs out of memory fails its sequences with an error; their blocks
+    and their entries in the request map are released, and the next request is served."""
+    real = engine.runner.execute
+    calls = {"n": 0}
+
+    def oom_once(step: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.OutOfMemoryError("injected")
+        return real(step)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.runner, "execute", oom_once)
+
+    async def run() -> list[str | None]:
+        errors: list[str | None] = []
+
+        async def one(prompt: list[int]) -> None:
+            async for out in engine.generate(prompt, SamplingParams(max_tokens=20, ignore_eos=True), 2):
+                if out.finish_reason is not None:
+                    errors.append(out.error)
+
+        await asyncio.gather(one([1, 2, 3]), one([4, 5, 6, 7]))
+        return errors
+
+    errors = asyncio.run(run())
+    assert "out of memory" in errors and calls["n"] >= 3
+    assert engine.stats().kv_blocks_used == 0 and engine.stats().running == 0
+    assert engine._seqs == {}
+    assert len(asyncio.run(_generate(engine, [1, 2], SamplingParams(max_tokens=3, ignore_eos=True)))) == 3

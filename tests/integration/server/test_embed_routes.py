@@ -196,3 +196,25 @@ def test_generative_state_refuses_embeddings() -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "wrong_model_kind"
         r = tc.post("/embed", json={"inputs": "x"})
         assert r.status_code == 422 and "does not serve embeddings" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/embed", b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        ("/similarity", b"[" * 5000 + b"]" * 5000),
+        ("/v1/embeddings", b'{"input": ' + b"[" * 100 + b"]" * 100 + b"}"),
+        ("/embed", b'{"inputs": "x", "normalize": NaN}'),
+    ],
+)
+def test_deeply_nested_or_non_json_bodies_are_refused_in_the_apis_shape(
+    url: str, path: str, raw: bytes
+) -> None:
+    """Past 64 levels (CPython's json would raise RecursionError near 1000: a 500) or with NaN."""
+    r = httpx.post(f"{url}{path}", content=raw, headers={"content-type": "application/json"})
+    if path.startswith("/v1/"):
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", r.text
+    else:
+        assert r.status_code == 422 and r.json()["error_type"] == "validation", r.text
+    message = r.json()["error"]["message"] if path.startswith("/v1/") else r.json()["error"]
+    assert "deeper than 64 levels" in message or "not valid JSON" in message
