@@ -167,7 +167,7 @@ def _answer(held: list[Message]) -> dict[str, Any] | None:
     body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return answer if isinstance(answer, dict) else None
 
