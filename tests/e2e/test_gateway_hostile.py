@@ -9,6 +9,7 @@ was told.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ import httpx
 import psutil
 import pytest
 
+from modelport.gateway.metering import prepare
 from modelport.sdk import Client
 from tests.control_plane_process import ControlPlaneProcess
 
@@ -159,13 +161,22 @@ def test_a_client_that_leaves_while_waiting_for_the_first_byte_closes_the_upstre
     cp: ControlPlaneProcess, faulty: tuple[str, Path]
 ) -> None:
     url, hits = faulty
+    key = cp.api("POST", "/v2/keys", json={"name": "leaver"}).json()
     with pytest.raises(httpx.ReadTimeout):
-        chat(url, cp.token, "hang", timeout=0.5)
+        chat(url, key["key"], "hang", timeout=0.5)
     left = time.monotonic()
     deadline = left + DEADLINE_S - 1  # before the first-byte deadline would close it anyway
     while not any(line.endswith("DISCONNECTED") for line in lines(hits)):
         assert time.monotonic() < deadline, f"the replica still holds a call whose client left: {lines(hits)}"
         time.sleep(0.05)
+    # the replica took the prompt, so the key is charged the gateway's estimate of it
+    body = {"model": "faulty", "messages": [{"role": "user", "content": "hang"}]}
+    estimate = prepare("POST", "/v1/chat/completions", "", json.dumps(body).encode()).prompt_estimate
+    deadline = time.monotonic() + 10
+    while (usage := cp.api("GET", f"/v2/keys/{key['id']}/usage").json())["requests"] < 1:
+        assert time.monotonic() < deadline, usage
+        time.sleep(0.2)
+    assert usage["promptTokens"] == estimate > 0, usage
 
 
 def test_held_requests_are_capped_per_endpoint_and_released_when_their_clients_leave(

@@ -135,6 +135,7 @@ class Exchange:
     releases: list[Callable[[], None]] = field(default_factory=list)
     reservation: Reservation | None = None  # the key's tokens held from admission to `_finish`
     prompt_estimate: int = 0  # charged when the engine never reports the prompt's tokens
+    delivered: bool = False  # a replica took the request (it may have worked on it)
     finished: bool = False
     waited_s: float = 0.0  # the body's upload, holds for a replica or a slot: not the gateway's work
     before_s: float = 0.0  # the gateway's own processing before the upstream call
@@ -500,11 +501,13 @@ class Gateway:
             release = self.table.acquire(route.replica_id)
             if not tried - {route.replica_id}:  # the first attempt: all before it was the gateway's work
                 ex.before_s = self.clock() - ex.started - ex.waited_s
+            ex.delivered = True  # until the call proves it never arrived, or was dropped
             try:
                 response = await self.client.send(
                     call.method, route.address + path, call.query, body, headers
                 )
             except NotAnswered as exc:
+                ex.delivered = False
                 release()
                 log.warning(
                     "replica %s of %s/%s did not answer (%s); trying another",
@@ -515,6 +518,7 @@ class Gateway:
                 )
                 continue
             except Dropped as exc:
+                ex.delivered = False  # not charged: the replica failed, not the caller
                 release()
                 self._withdraw(
                     route, view.namespace, view.name, f"closed the connection before answering ({exc})"
@@ -615,8 +619,10 @@ class Gateway:
         meter = ex.meter
         prompt = meter.prompt_tokens if meter else 0
         completion = meter.completion_tokens if meter else 0
-        if not prompt and ex.upstream is not None and ex.upstream.status_code < 400:
-            prompt = ex.prompt_estimate  # the engine took the prompt but never said (cut short)
+        if not prompt and ex.delivered and (ex.upstream is None or ex.upstream.status_code < 400):
+            # the engine took the prompt but never said: a stream cut short, a client that left
+            # before the answer began, a first-byte deadline
+            prompt = ex.prompt_estimate
         if ex.reservation is not None:
             self.limiter.settle(ex.reservation, prompt + completion, now, self.wall())
         elif ex.principal is not None:
