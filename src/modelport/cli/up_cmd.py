@@ -101,23 +101,9 @@ def up(
         allow_custom_commands=allow_custom_commands,
     )
     if private_network:
-        from modelport.gateway.access import parse_networks
-
-        try:
-            parse_networks(private_network)
-        except ValueError as exc:
-            typer.echo(f"error: --private-network: {exc}", err=True)
-            raise typer.Exit(code=2) from exc
-        config.private_networks = list(private_network)
+        config.private_networks = _networks("--private-network", private_network)
     if trusted_proxy:
-        from modelport.gateway.access import parse_networks
-
-        try:
-            parse_networks(trusted_proxy)
-        except ValueError as exc:
-            typer.echo(f"error: --trusted-proxy: {exc}", err=True)
-            raise typer.Exit(code=2) from exc
-        config.trusted_proxies = list(trusted_proxy)
+        config.trusted_proxies = _networks("--trusted-proxy", trusted_proxy)
     try:
         app = create_control_app(config)
     except StoreBusy as exc:
@@ -131,3 +117,15 @@ def up(
     # uvicorn would take X-Forwarded-For from any loopback peer; the app reads it only from the
     # operator's --trusted-proxy networks (ControlPlaneApp)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False, proxy_headers=False)
+
+
+def _networks(option: str, values: list[str]) -> list[str]:
+    """CIDRs given to `option`, checked (exit 2 naming the option when one does not parse)."""
+    from modelport.gateway.access import parse_networks
+
+    try:
+        parse_networks(values)
+    except ValueError as exc:
+        typer.echo(f"error: {option}: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    return list(values)

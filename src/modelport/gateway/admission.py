@@ -20,6 +20,24 @@ class QueueFull(Exception):
     pass
 
 
+class HoldFull(Exception):
+    pass
+
+
+def once(action: Callable[[], None]) -> Callable[[], None]:
+    """`action`, run by the first call of the returned function only (releases are idempotent:
+    every way a request can end calls them)."""
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
+
+
 @dataclass
 class Admission:
     in_flight: int = 0
@@ -52,15 +70,18 @@ class Admission:
                 raise
         else:
             self.in_flight += 1
-        released = False
+        return once(self._leave)
 
-        def leave() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._leave()
+    def take_hold(self, max_held: int) -> Callable[[], None]:
+        """Count a request as held (pending load for the autoscaler) until the returned function
+        is called; `HoldFull` past `max_held`, so a starting endpoint's wait list is bounded."""
+        if self.held >= max_held:
+            raise HoldFull
+        self.held += 1
+        return once(self._unhold)
 
-        return leave
+    def _unhold(self) -> None:
+        self.held -= 1
 
     def _leave(self) -> None:
         while self.waiters:

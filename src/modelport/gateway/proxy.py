@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, authorize, parse_networks
-from modelport.gateway.admission import AdmissionTable, QueueFull
+from modelport.gateway.admission import AdmissionTable, HoldFull, QueueFull
 from modelport.gateway.keys import KeyRing, Principal
 from modelport.gateway.limits import Limiter, Reservation
 from modelport.gateway.metering import Call, Meter, error_event, prepare
@@ -345,28 +345,23 @@ class Gateway:
         return self._relay(ex, call, upstream)
 
     def _take_hold_place(self, view: EndpointView) -> Callable[[], None]:
-        """Count a request as held (the autoscaler reads it as pending load) until the returned
-        function is called; past `max_held` per endpoint, 429 instead of an unbounded wait list."""
-        admission = self.admissions.of(view.namespace, view.name)
-        if admission.held < self.settings.max_held:
-            admission.held += 1
-            released = False
+        try:
+            return self.admissions.of(view.namespace, view.name).take_hold(self.settings.max_held)
+        except HoldFull:
+            raise self._busy(
+                view, "hold_full", f"is starting and already holds {self.settings.max_held} requests",
+                RETRY_AFTER_S,
+            ) from None  # fmt: skip
 
-            def release() -> None:
-                nonlocal released
-                if not released:
-                    released = True
-                    admission.held -= 1
-
-            return release
-        self.metrics.refused.labels(view.namespace, view.name, "hold_full").inc()
-        raise GatewayError(
+    def _busy(self, view: EndpointView, reason: str, why: str, retry_after_s: int) -> GatewayError:
+        """429 endpoint_busy, counted by reason."""
+        self.metrics.refused.labels(view.namespace, view.name, reason).inc()
+        return GatewayError(
             429,
-            f"endpoint {view.namespace}/{view.name} is starting and already holds "
-            f"{self.settings.max_held} requests: retry in a few seconds",
+            f"endpoint {view.namespace}/{view.name} {why}: retry in a few seconds",
             code="endpoint_busy",
             error_type="overloaded",
-            headers={"retry-after": str(RETRY_AFTER_S)},
+            headers={"retry-after": str(retry_after_s)},
         )
 
     async def _hold(self, view: EndpointView, hold_s: float, unhold: Callable[[], None]) -> EndpointView:
@@ -459,15 +454,8 @@ class Gateway:
             leave = await admission.enter(traffic.max_concurrent, traffic.max_queue)
             ex.waited_s += self.clock() - queued
         except QueueFull:
-            self.metrics.refused.labels(view.namespace, view.name, "queue_full").inc()
-            raise GatewayError(
-                429,
-                f"endpoint {view.namespace}/{view.name} is at its limit of {traffic.max_concurrent} "
-                f"requests with {traffic.max_queue} waiting: retry shortly",
-                code="endpoint_busy",
-                error_type="overloaded",
-                headers={"retry-after": "1"},
-            ) from None
+            why = f"is at its limit of {traffic.max_concurrent} requests with {traffic.max_queue} waiting"
+            raise self._busy(view, "queue_full", why, 1) from None
         try:
             translation = plan(call, view)
             response, route, release = await self._send(view, ex, call, request, translation, can_fall_back)
