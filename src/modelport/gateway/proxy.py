@@ -14,7 +14,6 @@ elsewhere). The client's key never reaches a replica, and no body text is logged
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -256,19 +255,32 @@ class Gateway:
     async def _until_client_leaves(request: Request, work: Awaitable[Response]) -> Response:
         """`work` (hold, queue, replica's first byte), cancelled if the client disconnects first:
         its slots are released and the upstream connection closed, which aborts the engine's
-        work. Once the answer begins, the relay notices a client that leaves."""
-        answer = asyncio.ensure_future(work)
-        gone = asyncio.ensure_future(_disconnected(request))
+        work. Once the answer begins, the relay notices a client that leaves. One watcher task
+        cancels this one (cheaper than running `work` as a task of its own and waiting on both)."""
+        me = asyncio.current_task()
+        assert me is not None
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            await _disconnected(request)
+            left = True
+            me.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            response = await work
+        except asyncio.CancelledError:
+            if not left:
+                raise  # cancelled from outside (shutdown): not the client's doing
+            me.uncancel()
+            raise ClientGone from None
         finally:
-            gone.cancel()  # before the response listens for the disconnect itself
-        if answer.done():
-            return answer.result()
-        answer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, APIError):
-            await answer
-        raise ClientGone
+            watcher.cancel()  # before the response listens for the disconnect itself
+        if left:  # the client left as `work` was returning: its cancel came too late
+            me.uncancel()
+            raise ClientGone
+        return response
 
     def _refuse(self, err: APIError, ex: Exchange) -> Response:
         headers = dict(err.headers) if isinstance(err, GatewayError) else {}
@@ -491,8 +503,10 @@ class Gateway:
                 ex.before_s = self.clock() - ex.started - ex.waited_s
             ex.delivered = True  # until the call proves it never arrived, or was dropped
             try:
+                # the replica's own token; the caller's Authorization never reaches it (NOT_FORWARDED)
+                auth = [("authorization", f"Bearer {route.token}")] if route.token else []
                 response = await self.client.send(
-                    call.method, route.address + path, call.query, body, headers
+                    call.method, route.address + path, call.query, body, [*headers, *auth]
                 )
             except NotAnswered as exc:
                 ex.delivered = False
