@@ -4,7 +4,9 @@
   such as LD_PRELOAD, engine flags such as --trust-remote-code) needs the `host` scope; an admin
   key has it only if given, and cannot mint it. Custom commands also need the installation's
   `--allow-custom-commands`, even for the admin token. Refusals are 403s in the API's error
-  shape, audited like any refused admin call.
+  shape, audited like any refused admin call. The switch holds at every launch too: restarted
+  without it, `up` launches no custom replica made before, drains and stops any it adopts, and
+  fails the endpoint saying why (audited once, kind "host").
 - X-Forwarded-For counts only from `--trusted-proxy` networks: by default a loopback caller
   cannot claim an address a `private` endpoint admits, and a value that is not an address never
   becomes the address recorded in the audit trail.
@@ -20,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess, audit_cli
+from tests.control_plane_process import ControlPlaneProcess, audit_cli, engine_processes
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -195,3 +198,64 @@ def test_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
         assert {r["source"] for r in records} == sources  # 10.1.2.3: the call the trusted proxy forwarded
         assert {r["kind"] for r in records} == {"admin", "inference"}
         assert GARBAGE not in json.dumps(records)
+
+
+def test_custom_commands_turned_off_after_the_create_hold_at_every_launch(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    data = tmp_path / "data"
+    env = {"MODELPORT_REPLICA_PRELOAD": "0"}
+
+    def up(*args: str, allow: bool) -> ControlPlaneProcess:
+        return ControlPlaneProcess(data, None, "--no-demo", *args, env=env, allow_custom_commands=allow)
+
+    def failed_for_commands(cp: ControlPlaneProcess) -> dict[str, Any]:
+        status = cp.wait_for("mine", "failed", timeout=30)["status"]
+        assert isinstance(status, dict)
+        assert status["message"].startswith("custom commands are off on this installation"), status
+        assert "modelport up --allow-custom-commands" in status["message"]
+        return status
+
+    first = up("--keep-replicas", allow=True).start()
+    try:
+        made = first.api("POST", "/v2/endpoint/default", json=endpoint("mine", tiny_model, image=CUSTOM))
+        assert made.status_code == 201, made.text
+        first.wait_for("mine", "running", timeout=60)
+    finally:
+        first.stop()
+    kept = engine_processes(data)
+    assert kept, "--keep-replicas leaves the custom replica running"
+
+    # restarted without the switch: the adopted replica is drained and stopped, and the status says so
+    with up(allow=False) as cp:
+        status = failed_for_commands(cp)
+        assert "its running replica is drained and stopped" in status["message"]
+        _, alive = psutil.wait_procs(kept, timeout=30)
+        assert not alive
+        reply = httpx.post(f"{cp.url}/endpoints/default/mine/v1/chat/completions", headers=cp.headers,
+                           json={"model": "mine", "messages": []}, timeout=30)  # fmt: skip
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "endpoint_failed", reply.text
+
+    # switched on again, an operator resumes it; a plain stop takes its replica down with `up`
+    with up(allow=True) as cp:
+        assert cp.api("POST", "/v2/endpoint/default/mine/resume").status_code == 200
+        cp.wait_for("mine", "running", timeout=60)
+    logs = set((data / "replicas").glob("*.log"))
+
+    # restarted without the switch: nothing is launched at all
+    with up(allow=False) as cp:
+        status = failed_for_commands(cp)
+        assert "drained" not in status["message"] and status["replicas"] == []
+        time.sleep(1.5)  # a few loop ticks: still nothing launched, nothing audited twice
+        assert cp.endpoint("mine")["status"]["replicas"] == []  # type: ignore[index]
+        assert engine_processes(data) == []
+        assert set((data / "replicas").glob("*.log")) == logs  # each launch would open a new log
+
+    refusals = [r for r in audit(cp) if r["kind"] == "host"]
+    assert [(r["actor"], r["action"], r["target"]) for r in refusals] == [
+        ("control-plane", "launch replica", "default/mine")
+    ] * 2  # once per start without the switch, not once per tick
+    assert len(refusals[0]["detail"]["replica_ids"]) == 1 and refusals[1]["detail"]["replica_ids"] == []
+    assert all(r["detail"]["refused"].startswith("custom commands are off") for r in refusals)
+    assert audit_cli(data, "verify").returncode == 0
+

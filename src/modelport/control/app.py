@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,9 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     runtime = runtime or LocalRuntime(config.replica_log_dir, preload=envs.replica_preload())
     table = RoutingTable()
     metrics = GatewayMetrics()
-    loop = ControlLoop(store, runtime, table, utc_now, config.loop, metrics)
+    # the switch holds at every launch too, not only at the create (an endpoint made before a restart)
+    loop_settings = replace(config.loop, allow_custom_commands=config.allow_custom_commands)
+    loop = ControlLoop(store, runtime, table, utc_now, loop_settings, metrics)
     base = config.public_url.rstrip("/")
     service = EndpointService(
         store,

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from modelport import envs
 from modelport.control.fit import Deployment, engine_plan
+from modelport.control.host_launch import host_refused, refused_status
 from modelport.control.reconcile import (
     STOPPING,
     Action,
@@ -55,7 +56,9 @@ from modelport.launchers.sleep_mode import is_sleeping, put_to_sleep, sleeps, wa
 from modelport.observe.billing import ReplicaRun
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
+from modelport.spec.host_code import launch_refusal
 from modelport.spec.traffic import Traffic
+from modelport.store import session
 from modelport.store.records import EndpointRecord, ModelRevision, ReplicaRecord
 from modelport.store.repository import NotFound, Stale, Store
 
@@ -76,6 +79,8 @@ class LoopSettings:
     # failed probes in a row after which a replica that was ready is killed and restarted
     unhealthy_probes: int = dataclasses.field(default_factory=envs.unhealthy_probes)
     unhealthy_stop_grace_s: float = 1.0  # SIGTERM → SIGKILL for it: it is not serving anyway
+    # `modelport up --allow-custom-commands`: checked before each launch (spec/host_code.py)
+    allow_custom_commands: bool = False
 
 
 class ControlLoop:
@@ -102,6 +107,7 @@ class ControlLoop:
         self._probe_failures: dict[str, ProbeFailures] = {}  # of replicas that were ready
         self._ready_restarts: dict[str, int] = {}  # `restarts` when last seen ready (failed starts)
         self._revisions: dict[tuple[int, int], ModelRevision] = {}
+        self._host_refusals: dict[tuple[int, int], str | None] = {}  # of (endpoint, generation)
         self._starting = False  # a replica is starting: tick at the faster poll
         self.sleeper = Sleeper(put_to_sleep, wake_up, is_sleeping, self.notify)
 
@@ -126,6 +132,7 @@ class ControlLoop:
     async def tick(self) -> None:
         endpoints, replicas = await asyncio.to_thread(self._load)
         replicas = await self._observe(replicas, {e.id: e for e in endpoints})
+        endpoints = await self._refuse_host_code(endpoints, replicas)
         # publish before acting: a replica that just became ready takes traffic before the
         # replicas it replaces are withdrawn, so routes never go empty during a rollout
         self._publish(endpoints, replicas)
@@ -200,6 +207,60 @@ class ControlLoop:
         seconds = (replica.ready_at - replica.started_at).total_seconds()
         labels = (endpoint.namespace, endpoint.name, "true" if cold else "false")
         self.metrics.replica_starts.labels(*labels).observe(seconds)
+
+    async def _refuse_host_code(
+        self, endpoints: list[EndpointRecord], replicas: Sequence[ReplicaRecord]
+    ) -> list[EndpointRecord]:
+        """Fail, before anything is planned, each endpoint this installation may no longer run
+        (custom commands turned off since its create): none of its replicas is launched, and the
+        planner drains and stops those adopted from the last run. A failed endpoint is not checked
+        again until an update or resume clears it, so each refusal is audited once."""
+        checked = []
+        for endpoint in endpoints:
+            live = [r.id for r in replicas if r.endpoint_id == endpoint.id and r.phase != STOPPING]
+            runs = endpoint.intent == Intent.ACTIVE or (endpoint.intent == Intent.SCALED_TO_ZERO and live)
+            if runs and endpoint.state != EndpointState.FAILED:
+                why = self._host_refusal(endpoint)
+                if why is not None:
+                    endpoint = await self._fail_refused(endpoint, why, live)
+            checked.append(endpoint)
+        return checked
+
+    def _host_refusal(self, endpoint: EndpointRecord) -> str | None:
+        """launch_refusal for the endpoint's current generation (a revision is immutable and the
+        switch fixed for this run, so the answer is kept)."""
+        key = (endpoint.id, endpoint.generation)
+        if key not in self._host_refusals:
+            revision = self._revision(*key)
+            if revision is None:
+                return None
+            spec = spec_from_records(endpoint, revision)
+            self._host_refusals[key] = launch_refusal(spec, self.settings.allow_custom_commands)
+        return self._host_refusals[key]
+
+    async def _fail_refused(self, endpoint: EndpointRecord, why: str, live: list[str]) -> EndpointRecord:
+        """The endpoint failed for the host rules and its audit record, in one transaction."""
+        message = refused_status(why, len(live))
+
+        def write() -> EndpointRecord:
+            with self.store.engine.connect() as conn, session.shared(conn) as transaction:
+                failed = self.store.update_endpoint(
+                    endpoint.id,
+                    self.now(),
+                    if_unchanged_since=endpoint.updated_at,
+                    state=EndpointState.FAILED.value,
+                    message=message,
+                )
+                self.store.audit.append([host_refused(endpoint, why, live, self.now())], conn)
+                transaction.commit()  # else closing the connection rolls both back
+            return failed
+
+        try:
+            failed = await asyncio.to_thread(write)
+        except (NotFound, Stale):  # changed by the API meanwhile: the next tick checks it afresh
+            return endpoint
+        log.warning("endpoint %s failed: %s", endpoint.name, message)
+        return failed
 
     async def _interrupted_launch(self, replica: ReplicaRecord) -> ReplicaRecord:
         found = await self.runtime.discard(replica.id)
@@ -361,11 +422,16 @@ class ControlLoop:
                 self.store.get_revision, replica.endpoint_id, replica.generation
             )
             # the installation's region or allowed hosts may have changed since the create
-            refused = placement_refusal(spec_from_records(endpoint, revision), envs.REGION.get(), os.environ)
+            spec = spec_from_records(endpoint, revision)
+            refused = placement_refusal(spec, envs.REGION.get(), os.environ)
             if refused is not None:
                 entry = launch_refused(endpoint, replica.id, refused[1], self.now())
                 await asyncio.to_thread(self.store.audit.append, [entry])
                 raise RuntimeError(refused[1])
+            host_refusal = launch_refusal(spec, self.settings.allow_custom_commands)
+            if host_refusal is not None:  # the tick's check (_refuse_host_code) raced an API change
+                await self._fail_refused(endpoint, host_refusal, [])
+                raise RuntimeError(host_refusal)
             plan = await asyncio.to_thread(engine_plan, Deployment.of_records(endpoint, revision))
             places = Places(envs.engines_dir(), envs.data_dir() / "engine-cache")
             handle = await self.runtime.start(launch_spec(replica.id, endpoint.name, revision, plan, places))

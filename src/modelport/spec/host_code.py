@@ -9,7 +9,8 @@ them needs the `host` scope (control/service.py). The rule is an allow-list: the
 names and engine flags below only tune a known engine; everything else counts as host code.
 
 Pure: `host_surface` lists the parts of a spec that need the scope, keyed by where they are,
-so an update needs the scope only when it changes one of them.
+so an update needs the scope only when it changes one of them; `launch_refusal` is the
+installation's `--allow-custom-commands` switch, which the control loop checks before each launch.
 """
 
 from __future__ import annotations
@@ -154,3 +155,17 @@ def host_changes(spec: EndpointSpec, current: EndpointSpec | None = None) -> lis
 
 
 _ABSENT = object()
+
+
+def launch_refusal(spec: EndpointSpec, allow_custom_commands: bool) -> str | None:
+    """Why this installation may not launch a replica of `spec` now, or None when it may.
+
+    The create checked the same switch, but an operator may have restarted `modelport up`
+    without `--allow-custom-commands` since: the switch holds at every launch, not only at the
+    write that set the command."""
+    if spec.model.image.kind == ImageKind.CUSTOM and not allow_custom_commands:
+        return (
+            "custom commands are off on this installation: start `modelport up "
+            "--allow-custom-commands` and resume the endpoint, or change the endpoint's image"
+        )
+    return None

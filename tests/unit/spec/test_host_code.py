@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modelport.spec.endpoint import EndpointSpec
-from modelport.spec.host_code import host_changes
+from modelport.spec.host_code import host_changes, launch_refusal
 
 
 def spec(**model: Any) -> EndpointSpec:
@@ -46,3 +46,14 @@ def test_an_update_needs_it_only_for_what_it_changes() -> None:
     other = spec(env={"LD_PRELOAD": "/a.so"}, image={"custom": {"command": ["t", "{port}"]}})
     assert host_changes(other, current) == ["model.image.custom.command"]
     assert host_changes(spec(), current) == []  # removing host code needs no scope
+
+
+def test_a_custom_command_is_launched_only_while_the_installation_allows_it() -> None:
+    custom = spec(image={"custom": {"command": ["srv", "--port", "{port}"]}})
+    assert launch_refusal(custom, allow_custom_commands=True) is None
+    why = launch_refusal(custom, allow_custom_commands=False)
+    assert why is not None and why.startswith("custom commands are off on this installation")
+    assert "modelport up --allow-custom-commands" in why and "change the endpoint's image" in why
+    # the switch is about commands: a builtin or vLLM engine launches either way
+    for other in (spec(), spec(image={"vllm": {}}), spec(env={"LD_PRELOAD": "/x.so"})):
+        assert launch_refusal(other, allow_custom_commands=False) is None
