@@ -61,6 +61,14 @@ REPLICA_ID = EnvVar(
     "replica whose launch it had not recorded yet.",
 )
 
+REPLICA_TOKEN = EnvVar(
+    "MODELPORT_REPLICA_TOKEN",
+    "",
+    "Set by the control plane in each replica's environment: the token the gateway sends as "
+    "`Authorization: Bearer`; `modelport serve` then refuses other callers with 401 (all routes but "
+    "/health and /metrics), and a custom server may check it. Unset: no check.",
+)
+
 REPLICA_PRELOAD = EnvVar(
     "MODELPORT_REPLICA_PRELOAD",
     "1",
@@ -187,6 +195,7 @@ ALL: tuple[EnvVar, ...] = (
     TOKEN,
     DATABASE_URL,
     REPLICA_ID,
+    REPLICA_TOKEN,
     REPLICA_PRELOAD,
     UNHEALTHY_PROBES,
     REGION,
@@ -279,6 +288,11 @@ def torch_threads() -> int:
 def admin_token_path() -> Path:
     """The admin token file `modelport up` creates on first start (owner-only permissions)."""
     return data_dir() / "admin-token"
+
+
+def replica_secret_path() -> Path:
+    """The installation secret replicas' tokens are derived from (runtime/replica_token.py)."""
+    return data_dir() / "replica-secret"
 
 
 def database_url() -> str:

@@ -55,6 +55,7 @@ from modelport.launchers.engines import NAMED_ENGINES, Places, engine_apis, laun
 from modelport.launchers.sleep_mode import is_sleeping, put_to_sleep, sleeps, wake_up
 from modelport.observe.billing import ReplicaRun
 from modelport.runtime.base import ReplicaHandle, ReplicaObservation, ReplicaPhase, Runtime
+from modelport.runtime.replica_token import replica_token
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
 from modelport.spec.host_code import launch_refusal
 from modelport.spec.traffic import Traffic
@@ -504,7 +505,12 @@ class ControlLoop:
                 state=EndpointState(endpoint.state),
                 message=endpoint.message,
                 routes=tuple(
-                    Route(r.id, self.runtime.address(ReplicaHandle.from_json(r.handle)), r.generation)
+                    Route(
+                        r.id,
+                        self.runtime.address(ReplicaHandle.from_json(r.handle)),
+                        r.generation,
+                        replica_token(r.id),
+                    )
                     for r in serving
                 ),
                 task=revision.task if revision else None,

@@ -29,6 +29,8 @@ class Route:
     replica_id: str
     address: str  # base URL of the replica, e.g. http://127.0.0.1:41234
     generation: int
+    # sent as `Authorization: Bearer` (runtime/replica_token.py); kept out of reprs and logs
+    token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

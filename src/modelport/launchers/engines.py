@@ -9,6 +9,7 @@ machine's cache (as a builtin replica does in its `fetch` phase) and then become
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ def _wrapped(
         spec = llamacpp_launch(replica_id, served_name, revision, MODEL_PATH, engine, plan.engine_flags)
         # llama-cpp-python's __main__ lets PORT override --port (see llamacpp.py)
         fetch += ["--need-gguf", "--unset", "PORT"]
-    return LaunchSpec(spec.replica_id, [*fetch, "--", *spec.command], spec.env, spec.health_path)
+    return dataclasses.replace(spec, command=[*fetch, "--", *spec.command])
 
 
 def engine_apis(revision: ModelRevision) -> frozenset[str]:

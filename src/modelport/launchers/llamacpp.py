@@ -37,6 +37,9 @@ from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
 HEALTH_PATH = "/openapi.json"
+# the replica's token: its settings are pydantic-settings, so API_KEY sets `api_key`, and then
+# every /v1 route wants it as a bearer token (/openapi.json, the health probe, stays open)
+TOKEN_VAR = "API_KEY"
 MODULE = "llama_cpp.server"
 # normalised names (engine_flags.flag_name): --model_alias is --model-alias; a config file
 # replaces every command-line setting
@@ -82,7 +85,7 @@ def llamacpp_launch(
     ]
     # HOST after the user's env: one there would otherwise win over --host
     env = {**engine_env(engine, revision, inherited_path), "HOST": "127.0.0.1"}
-    return LaunchSpec(replica_id, command, env, HEALTH_PATH)
+    return LaunchSpec(replica_id, command, env, HEALTH_PATH, token_vars=(TOKEN_VAR,))
 
 
 def llamacpp_apis(revision: ModelRevision) -> frozenset[str]:

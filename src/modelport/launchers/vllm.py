@@ -43,6 +43,8 @@ from modelport.runtime.base import LaunchSpec
 from modelport.store.records import ModelRevision
 
 HEALTH_PATH = "/health"
+# the replica's token: vLLM then refuses /v1/* without it (not /health, /metrics or the dev routes)
+TOKEN_VAR = "VLLM_API_KEY"
 MODULE = "vllm.entrypoints.openai.api_server"
 OWNED = frozenset({"--model", "--host", "--port", "--served-model-name", "--uds"})
 ALIASES = {
@@ -95,7 +97,11 @@ def vllm_launch(
     if cpu_kv_cache_bytes is not None and (cpu_count or os.cpu_count() or 1) <= 2:
         settings["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
     return LaunchSpec(
-        replica_id, command, engine_env(engine, revision, inherited_path, settings), HEALTH_PATH
+        replica_id,
+        command,
+        engine_env(engine, revision, inherited_path, settings),
+        HEALTH_PATH,
+        token_vars=(TOKEN_VAR,),
     )
 
 

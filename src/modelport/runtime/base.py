@@ -19,6 +19,9 @@ class LaunchSpec:
     command: list[str]  # argv; "{port}" in any element becomes the port the runtime picked
     env: dict[str, str]  # on top of the control plane's environment
     health_path: str = "/health"
+    # variables that receive the replica's token besides MODELPORT_REPLICA_TOKEN (the engine's
+    # own, e.g. VLLM_API_KEY); the runtime sets them after the endpoint's env, which cannot override
+    token_vars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

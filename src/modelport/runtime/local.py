@@ -24,6 +24,7 @@ import psutil
 from modelport import envs
 from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaObservation, ReplicaPhase
 from modelport.runtime.preload import Preloader
+from modelport.runtime.replica_token import replica_token
 
 EXIT_LINES = 20  # log lines an EXITED observation carries
 PROBE_TIMEOUT_S = 2.0
@@ -184,6 +185,8 @@ class LocalRuntime:
         log_path = self.log_dir / f"{spec.replica_id}.log"
         base = envs.process_environment()
         env = {**base, **spec.env, **envs.TELEMETRY_OFF, envs.REPLICA_ID.name: spec.replica_id}
+        token = await asyncio.to_thread(replica_token, spec.replica_id)
+        env |= dict.fromkeys((envs.REPLICA_TOKEN.name, *spec.token_vars), token)
         pid = None
         if self._preloader is not None:
             await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True, mode=0o700)

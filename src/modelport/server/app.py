@@ -3,15 +3,16 @@
 A replica whose engine loop dies stops serving and `run` returns 1, so `modelport serve`
 exits non-zero and the control plane restarts it (its /health answers 503 meanwhile).
 
-Middleware order (outermost first): body-size limit → request id → routes. Errors are
-rendered in the dialect of the route that was called, so the OpenAI SDK, the TGI client and
-TEI clients each see the error shape they parse.
+Middleware order (outermost first): the replica's token (when the control plane set one) →
+body-size limit → request id → routes. Errors are rendered in the dialect of the route that was
+called, so the OpenAI SDK, the TGI client and TEI clients each see the error shape they parse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import uuid
@@ -22,8 +23,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelport import __version__
+from modelport import __version__, envs
 from modelport.engine import startup
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware, error_response
@@ -38,8 +40,9 @@ log = logging.getLogger("modelport.server")
 _DEATH_DRAIN_S = 10.0
 
 
-def create_app(state: ServerState, api: str = "all") -> FastAPI:
-    """api "openai" serves only /v1/* (plus /health and /metrics), as vLLM or llama.cpp do."""
+def create_app(state: ServerState, api: str = "all", replica_token: str | None = None) -> FastAPI:
+    """api "openai" serves only /v1/* (plus /health and /metrics), as vLLM or llama.cpp do.
+    `replica_token`: what callers must send (None: MODELPORT_REPLICA_TOKEN; empty: no check)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +110,33 @@ def create_app(state: ServerState, api: str = "all") -> FastAPI:
             router = APIRouter(routes=[r for r in router.routes if getattr(r, "path", "").startswith("/v1/")])
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
+    token = envs.REPLICA_TOKEN.get() if replica_token is None else replica_token
+    if token:  # outermost: a caller without the token is refused before its body is read
+        app.add_middleware(ReplicaAuthMiddleware, token=token)
     return app
+
+
+class ReplicaAuthMiddleware:
+    """Only the gateway calls a replica: every route but /health and /metrics (probed and scraped
+    by the control plane; counts, no text) wants `Authorization: Bearer <the replica's token>`."""
+
+    OPEN_PATHS = frozenset({"/health", "/metrics"})
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        scheme, _, presented = dict(scope.get("headers") or []).get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), self.token):
+            await self.app(scope, receive, send)
+            return
+        err = APIError(401, "this replica answers only the gateway", code="invalid_api_key")
+        response = error_response(scope.get("path", "/"), err, headers={"www-authenticate": "Bearer"})
+        await response(scope, receive, send)
 
 
 async def _stop_when_engine_dies(app: FastAPI) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaObservation, ReplicaPhase
 from modelport.runtime.local import EXIT_LINES, LocalRuntime
+from modelport.runtime.replica_token import replica_token
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -390,9 +391,12 @@ def test_real_engine_serves_a_completion(tmp_path: Path, fake_replica: Path, tin
         command += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
         handle = await h.start(command)
         await h.wait_for(handle, ReplicaPhase.READY, timeout=300)
+        # the replica answers only whoever has its token (the gateway)
+        auth = {"authorization": f"Bearer {replica_token(handle.replica_id)}"}
         async with httpx.AsyncClient(base_url=h.runtime.address(handle), timeout=60) as client:
             body = {"model": tiny_model.name, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
-            response = await client.post("/v1/completions", json=body)
+            assert (await client.post("/v1/completions", json=body)).status_code == 401
+            response = await client.post("/v1/completions", json=body, headers=auth)
         assert response.status_code == 200, response.text
         completion = response.json()
         assert isinstance(completion["choices"][0]["text"], str)
@@ -416,5 +420,29 @@ def test_discard_kills_a_replica_whose_handle_was_never_recorded(tmp_path: Path)
         assert await fresh.discard("lost-launch") == 0
         await starter.close()
         await fresh.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_replica_gets_its_token_and_its_endpoint_env_cannot_replace_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MODELPORT_REPLICA_TOKEN and the engine's own variable (token_vars) carry the replica's
+    derived token; an endpoint's env naming them does not win."""
+    monkeypatch.setenv("MODELPORT_DATA_DIR", str(tmp_path / "data"))
+    show = "import os; print('token', os.environ['MODELPORT_REPLICA_TOKEN'], os.environ['ENGINE_KEY'])"
+
+    async def scenario() -> None:
+        runtime = LocalRuntime(tmp_path / "logs")
+        forged = {"MODELPORT_REPLICA_TOKEN": "mine", "ENGINE_KEY": "mine"}
+        spec = LaunchSpec("rep-1", [sys.executable, "-c", show], forged, token_vars=("ENGINE_KEY",))
+        handle = await runtime.start(spec)
+        deadline = time.monotonic() + 20
+        while (await runtime.observe(handle)).phase is not ReplicaPhase.EXITED:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        token = replica_token("rep-1", tmp_path / "data" / "replica-secret")
+        assert f"token {token} {token}" in await runtime.logs(handle)
+        await runtime.close()
 
     asyncio.run(scenario())

@@ -19,6 +19,7 @@ import pytest
 from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaPhase
 from modelport.runtime.local import LocalRuntime
 from modelport.runtime.preload import Preloader
+from modelport.runtime.replica_token import replica_token
 
 pytestmark = pytest.mark.timeout(180)
 TESTS_DIR = Path(__file__).resolve().parents[2]
@@ -124,9 +125,15 @@ def test_builtin_replicas_are_forked_served_stopped_and_discarded(tiny_model: Pa
             await _until_ready(runtime, handle)
             assert proc.cmdline()[3:5] == ["serve", str(tiny_model)]  # ps shows the replica's command
             assert "MODELPORT_REPLICA_ID=r-forked" in proc.cmdline()
+            # the forked child took the launch's token: it answers only with it, and ps never shows it
+            token = replica_token("r-forked")
+            assert not any(token in arg for arg in proc.cmdline())
             async with httpx.AsyncClient() as client:
                 body = {"model": "tiny", "prompt": "hello", "max_tokens": 4}
-                answer = await client.post(f"{runtime.address(handle)}/v1/completions", json=body, timeout=60)
+                url = f"{runtime.address(handle)}/v1/completions"
+                assert (await client.post(url, json=body, timeout=60)).status_code == 401
+                auth = {"authorization": f"Bearer {token}"}
+                answer = await client.post(url, json=body, headers=auth, timeout=60)
             assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 4
             await runtime.stop(handle, grace_s=20)
             stopped = await runtime.observe(handle)
