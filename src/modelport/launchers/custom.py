@@ -5,6 +5,11 @@ any program that serves HTTP on the port it is given and answers its health rout
 ready. `{port}` in the command becomes the runtime's port, `{model}` the endpoint's repository
 and `{name}` the endpoint's name. It is scaled, routed, metered and stopped (SIGTERM to its
 process group, then SIGKILL after the grace period) like any other replica.
+
+The server gets its replica token in MODELPORT_REPLICA_TOKEN (runtime/replica_token.py) and
+the gateway sends every request with `Authorization: Bearer <token>`: a server that checks it
+refuses other processes on the host, as modelport's own engine does. It is not enforced here;
+the control plane calls the health route, /metrics and the sleep routes without it.
 """
 
 from __future__ import annotations

@@ -119,6 +119,7 @@ def test_vllm_command_env_and_health() -> None:
     assert spec.env == env_of("vllm", VLLM_CACHE_ROOT="/data/replicas/r1/vllm-cache", VLLM_NO_USAGE_STATS="1")
     assert spec.health_path == "/health"
     assert spec.replica_id == "r1"
+    assert spec.token_vars == ("VLLM_API_KEY",)  # the replica's token: vLLM guards /v1 with it
 
 
 def test_vllm_user_args_replace_the_planned_flags_they_name() -> None:
@@ -198,6 +199,7 @@ def test_llamacpp_command_on_gpus() -> None:
     ]  # fmt: skip
     assert spec.env == {**env_of("llamacpp"), "HOST": "127.0.0.1"}
     assert spec.health_path == "/openapi.json"  # /v1/models waits on the generation lock
+    assert spec.token_vars == ("API_KEY",)  # llama-cpp-python's api_key setting, by its env name
 
 
 def test_llamacpp_on_cpu_keeps_every_layer_on_the_cpu() -> None:

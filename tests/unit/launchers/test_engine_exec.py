@@ -52,6 +52,7 @@ def test_vllm_replicas_fetch_first_then_become_the_engine(tmp_path: Path) -> Non
         tmp_path / "cache/vllm"
     )
     assert spec.env["HF_TOKEN"] == "hf_x" and "hf_x" not in " ".join(spec.command)
+    assert spec.token_vars == ("VLLM_API_KEY",)  # the wrapper keeps the engine's token variable
 
 
 def test_llamacpp_replicas_need_a_gguf_and_drop_port(tmp_path: Path) -> None:
