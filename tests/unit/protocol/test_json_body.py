@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from modelport.protocol.json_body import MAX_DEPTH, InvalidJSONBody, JSONTooDeep, parse_json_body
+from modelport.protocol.json_body import (
+    MAX_DEPTH,
+    InvalidJSONBody,
+    JSONTooDeep,
+    nesting_exceeds,
+    parse_json_body,
+)
 
 
 def nested(depth: int) -> bytes:
@@ -32,3 +38,16 @@ def test_what_is_not_strict_json_is_invalid(raw: bytes) -> None:
         parse_json_body(raw)
     assert not isinstance(info.value, JSONTooDeep)
     assert "not valid JSON" in str(info.value)
+
+
+@pytest.mark.timeout(20)
+def test_an_unterminated_string_of_escaped_quotes_is_measured_in_linear_time() -> None:
+    """A body of one quote and 400,000 escaped quotes: the depth check once rescanned the rest
+    of the body from every escaped quote (hours for a body under the size limit)."""
+    raw = b'"' + b'\\"' * 400_000
+    assert not nesting_exceeds(raw)
+    with pytest.raises(InvalidJSONBody):
+        parse_json_body(raw)
+    wide = (b"[" * 63 + b"]" * 63 + b",") * 20_000  # many brackets, each group within the limit
+    assert not nesting_exceeds(wide[:-1])
+    assert nesting_exceeds(b"[[" + wide[:-1] + b"]]")  # 65 levels
