@@ -11,6 +11,7 @@ key API, so a revocation is effective everywhere within one tick (0.5 s).
 from __future__ import annotations
 
 import fnmatch
+import glob
 import hashlib
 import hmac
 import secrets
@@ -71,10 +72,19 @@ class Principal:
         extra = sorted(set(scopes) - self.scopes)
         if extra:
             return f"scope {', '.join(extra)} is more than this key has ({', '.join(sorted(self.scopes))})"
-        wider = [e for e in endpoints if not any(fnmatch.fnmatchcase(e, mine) for mine in self.endpoints)]
+        wider = [e for e in endpoints if not any(_within(e, mine) for mine in self.endpoints)]
         if wider:
             return f"endpoints {', '.join(wider)} are outside this key's own ({', '.join(self.endpoints)})"
         return None
+
+
+def _within(pattern: str, mine: str) -> bool:
+    """Whether every endpoint `pattern` matches is matched by `mine`. A pattern with wildcards
+    is within only an identical one or `*` (matching it as text would let `team/chat-?` grant
+    `team/chat-*`)."""
+    if pattern == mine or mine == "*":
+        return True
+    return not glob.has_magic(pattern) and fnmatch.fnmatchcase(pattern, mine)
 
 
 ADMIN = Principal(key_id=None, scopes=frozenset(SCOPES), endpoints=("*",))
