@@ -245,7 +245,9 @@ def _forwarded(scope: Scope, trusted: tuple[IPNetwork, ...]) -> Scope:
     host = scope["client"][0]
     values = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"]
     client = forwarded_client(host, values, trusted)
-    return scope if client == host else {**scope, "client": (client, 0)}
+    if client == host:
+        return scope
+    return {**scope, "client": (client, 0) if client is not None else None}
 
 
 def _quietly(read: Callable[..., dict[str, Any]], *args: str) -> dict[str, Any] | None:

@@ -8,8 +8,10 @@ Only the admin token learns that an endpoint does not exist (404).
 
 The caller's network is the TCP peer's address. X-Forwarded-For counts only when the peer is a
 proxy the operator named (`modelport up --trusted-proxy CIDR`): then the caller is the right-most
-address that is not such a proxy, and a value that is not an IP address ends the walk, so no
-header text reaches the network check, the usage records or the audit trail unparsed.
+address that is not such a proxy (`ip:port` and `[ipv6]:port` hops are read as their address).
+A hop that is not an IP address makes the caller unknown (None: refused by `private` endpoints,
+recorded without an address), so no header text reaches the network check, the usage records
+or the audit trail, and a proxy's own address never stands in for a caller it could not name.
 """
 
 from __future__ import annotations
@@ -46,21 +48,29 @@ def forwarded_client(
     peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
 ) -> str | None:
     """The caller's address: `peer`, or, when `peer` is a trusted proxy, the right-most address of
-    the X-Forwarded-For values (in header order) that is not one; a hop that does not parse as an
-    IP address stops the walk at the last address known."""
+    the X-Forwarded-For values (in header order) that is not one; None when a hop on the way is
+    not an IP address. A trusted proxy that sends no header is itself the caller."""
     if not trusted or not in_networks(peer, trusted):
         return peer
     hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
     client = peer
     for hop in reversed(hops):
-        try:
-            address = str(ipaddress.ip_address(hop))
-        except ValueError:
-            return client
-        client = address
-        if not in_networks(client, trusted):
+        client = _hop_address(hop)
+        if client is None or not in_networks(client, trusted):
             return client
     return client
+
+
+def _hop_address(hop: str) -> str | None:
+    """A forwarded hop's IP address (`1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`), or None."""
+    if hop.startswith("["):
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
 
 
 def denied(namespace: str, name: str) -> APIError:

@@ -135,14 +135,21 @@ def test_ipv4_mapped_ipv6_peers_match_ipv4_networks() -> None:
         ("127.0.0.1", ["6.6.6.6", "10.1.2.3"], ("127.0.0.1/32",), "10.1.2.3"),
         # a peer outside the trusted networks is the caller, header or not
         ("192.168.1.9", ["10.1.2.3"], ("127.0.0.1/32",), "192.168.1.9"),
-        # a hop that is not an address ends the walk at the last address known: it is never used
-        ("127.0.0.1", ["garbage<script>"], ("127.0.0.1/32",), "127.0.0.1"),
-        ("127.0.0.1", ["10.1.2.3, 10.0.0.1 ; drop"], ("127.0.0.1/32",), "127.0.0.1"),
-        ("127.0.0.1", ["10.1.2.3, "], ("127.0.0.1/32",), "127.0.0.1"),
+        # proxies that append the port
+        ("10.0.0.5", ["203.0.113.9:4711"], ("10.0.0.5/32",), "203.0.113.9"),
+        ("10.0.0.5", ["[2001:db8::1]:443"], ("10.0.0.5/32",), "2001:db8::1"),
+        ("10.0.0.5", ["2001:db8::1"], ("10.0.0.5/32",), "2001:db8::1"),
+        # a hop that is not an address makes the caller unknown: never the header's text, and
+        # never the proxy's own (private) address standing in for a caller it could not name
+        ("127.0.0.1", ["garbage<script>"], ("127.0.0.1/32",), None),
+        ("10.0.0.5", ["unknown"], ("10.0.0.5/32",), None),
+        ("127.0.0.1", ["10.1.2.3, 10.0.0.1 ; drop"], ("127.0.0.1/32",), None),
+        ("127.0.0.1", ["10.1.2.3, "], ("127.0.0.1/32",), None),
+        # a trusted proxy that forwards no header is itself the caller (its own health checks)
         ("127.0.0.1", [], ("127.0.0.1/32",), "127.0.0.1"),
     ],
 )
 def test_forwarded_for_counts_only_from_a_trusted_proxy(
-    peer: str, header: list[str], trusted: tuple[str, ...], client: str
+    peer: str, header: list[str], trusted: tuple[str, ...], client: str | None
 ) -> None:
     assert forwarded_client(peer, header, parse_networks(trusted)) == client
