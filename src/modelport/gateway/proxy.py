@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -217,10 +217,14 @@ class Gateway:
             response = await self._until_client_leaves(request, self._serve(view, ex, call, request))
         except APIError as err:
             response = self._refuse(err, ex)
-        except ClientGone:
+        except (ClientGone, ClientDisconnect):  # left while held, queued, waiting or uploading
             ex.status = CLIENT_CLOSED
             await self._close(ex)
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it: the connection is gone
+        except BaseException:  # a bug or a store error: still release, settle and record it
+            ex.status = ex.status or 500
+            await self._close(ex)
+            raise
         response.headers["x-request-id"] = ex.request_id
         return response
 
@@ -543,6 +547,7 @@ class Gateway:
                 release()
                 raise
             if can_fall_back and response.status_code in _UNAVAILABLE:
+                ex.delivered = False  # refused by the replica: the fallback may take it instead
                 await response.close()
                 release()
                 raise APIError(
