@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from modelport import envs
 from modelport.observe.audit_chain import AuditEntry, timestamp
@@ -161,7 +162,8 @@ def _unreachable(exc: Exception) -> bool:
     only a data or integrity error, or a value the driver cannot send, is the row's own."""
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or not isinstance(exc, (DataError, IntegrityError))
-    return False
+    # no connection from the pool in time, or one that broke: the store, not the row
+    return isinstance(exc, (PoolTimeout, DisconnectionError, OSError))
 
 
 def _why(exc: Exception) -> str:
