@@ -4,7 +4,8 @@ Only what the proxy needs: send a request and get the status and headers, then r
 chunk by chunk as it arrives (never coalesced), or whole. Errors come as four kinds:
 `NotAnswered` (no connection could be made: the request never reached the replica, so it is
 safe to send it to another), `Dropped` (the replica took the request and closed the connection
-before answering: it may have crashed on this very request, so it is never replayed elsewhere),
+before answering, twice: once may be a stale pooled connection, so it is tried once more on a
+new one; it may have crashed on this very request, so it is never replayed elsewhere),
 `NoFirstByte` (no answer began within the first-byte deadline) and `BrokenAnswer` (the
 connection failed, or went quiet for longer than the idle deadline, while the body was coming).
 """
@@ -35,6 +36,11 @@ class Dropped(Exception):
 
 class NoFirstByte(Exception):
     pass
+
+
+class _Closed(Exception):
+    """The replica closed the connection after the request was written: once, it may be a stale
+    pooled connection."""
 
 
 class BrokenAnswer(Exception):
@@ -110,26 +116,52 @@ class Upstream:
         self.first_byte_s = first_byte_s  # from sending the request to the answer's headers
         self.idle_s = idle_s  # the longest silence while the body comes
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:  # created lazily: it needs the running event loop
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=0, enable_cleanup_closed=True, keepalive_timeout=KEEPALIVE_S
-                ),
+    def _client(self, fresh: bool = False) -> aiohttp.ClientSession:
+        """The pooled session, or (`fresh`) one whose every request opens its own connection."""
+        session = self._fresh if fresh else self._session
+        if session is None:  # created lazily: it needs the running event loop
+            connector = (
+                aiohttp.TCPConnector(limit=0, force_close=True)
+                if fresh
+                else aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True, keepalive_timeout=KEEPALIVE_S)
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             )
-        return self._session
+            if fresh:
+                self._fresh = session
+            else:
+                self._session = session
+        return session
 
     async def send(
         self, method: str, url: str, query: str, body: bytes, headers: Sequence[tuple[str, str]]
     ) -> UpstreamResponse:
+        """A connection the replica closes before answering is tried once more, to the same replica
+        on a new connection: a pooled connection the server was closing as it was reused looks
+        just like a replica that died on the request. If that fails too, `Dropped` (and the
+        request goes to no other replica)."""
         target = f"{url}?{query}" if query else url
         try:
+            return await self._send(method, target, body, headers, fresh=False)
+        except _Closed:
+            pass
+        try:
+            return await self._send(method, target, body, headers, fresh=True)
+        except (_Closed, NotAnswered) as exc:  # NotAnswered now: it died on the first attempt
+            raise Dropped(str(exc)) from exc
+
+    async def _send(
+        self, method: str, target: str, body: bytes, headers: Sequence[tuple[str, str]], fresh: bool
+    ) -> UpstreamResponse:
+        try:
             async with asyncio.timeout(self.first_byte_s):
-                response = await self._client().request(
+                response = await self._client(fresh).request(
                     method, target, data=body or None, headers=CIMultiDict(headers), allow_redirects=False
                 )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -137,9 +169,10 @@ class Upstream:
         except TimeoutError as exc:
             raise NoFirstByte(f"no answer within {self.first_byte_s:g} s") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise Dropped(type(exc).__name__) from exc
+            raise _Closed(type(exc).__name__) from exc
         return UpstreamResponse(response, self.idle_s)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
