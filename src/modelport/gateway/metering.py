@@ -29,10 +29,11 @@ client that left before a non-streamed answer) the prompt estimate is what is ch
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelport.protocol.errors import APIError, Dialect, dialect_for_path, render
@@ -56,6 +57,9 @@ _TEXT_FIELDS = ("messages", "prompt", "suffix", "inputs", "input", "tools", "fun
                 "texts", "documents")  # fmt: skip
 
 
+_NOT_JSON = object()
+
+
 @dataclass
 class Call:
     """A client's request as the gateway forwards it."""
@@ -66,8 +70,22 @@ class Call:
     body: bytes
     stream: bool = False
     strip_usage: bool = False  # usage was added for metering: take it out of the answer
-    prompt_estimate: int = 0  # the request's prompt tokens, estimated before it runs
-    output_allowance: int = 0  # the most output tokens it may ask the engine for
+    parsed: Any = field(default=_NOT_JSON, repr=False)  # the body, when it is JSON
+    generates: bool = False  # the route produces output tokens (not an embedding)
+
+    # Estimated only when asked (a key with token limits, or a request the engine never reported
+    # usage for): walking every text of a body is work most requests do not need.
+    @functools.cached_property
+    def prompt_estimate(self) -> int:
+        """The request's prompt tokens, estimated before it runs."""
+        if self.parsed is _NOT_JSON:
+            return _text_tokens(len(self.body)) if self.method == "POST" else 0
+        return prompt_estimate(self.parsed)
+
+    @functools.cached_property
+    def output_allowance(self) -> int:
+        """The most output tokens it may ask the engine for."""
+        return output_allowance(self.parsed, self.path) if self.generates else 0
 
     @property
     def reserve(self) -> int:
@@ -102,11 +120,9 @@ def prepare(
         raise APIError(400, "the request body nests JSON too deeply", error_type="validation") from None
     except ValueError:
         call.stream = call.stream and not rewrite
-        call.prompt_estimate = _text_tokens(len(body))
         return call  # the engine answers the client's mistake in its own words
-    generates = path not in EMBEDDING_PATHS and not (path == "/" and task in EMBEDDING_TASKS)
-    call.prompt_estimate = prompt_estimate(data)
-    call.output_allowance = output_allowance(data, path) if generates else 0
+    call.parsed = data
+    call.generates = path not in EMBEDDING_PATHS and not (path == "/" and task in EMBEDDING_TASKS)
     if not rewrite or not isinstance(data, dict):
         return call
     changed = False

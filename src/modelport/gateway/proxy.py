@@ -133,7 +133,7 @@ class Exchange:
     transcript: Transcript | None = None  # only for an endpoint that opted in to keeping texts
     releases: list[Callable[[], None]] = field(default_factory=list)
     reservation: Reservation | None = None  # the key's tokens held from admission to `_finish`
-    prompt_estimate: int = 0  # charged when the engine never reports the prompt's tokens
+    call: Call | None = None  # its prompt estimate is charged when the engine never reports one
     delivered: bool = False  # a replica took the request (it may have worked on it)
     finished: bool = False
     waited_s: float = 0.0  # the body's upload, holds for a replica or a slot: not the gateway's work
@@ -232,13 +232,15 @@ class Gateway:
         """The key's limits. Without `call` (before the body is read) only whether the key may
         send anything now; with it, the request is counted and its estimated tokens reserved."""
         if call is not None:
-            ex.prompt_estimate = call.prompt_estimate
+            ex.call = call
         if ex.principal is None:
             return
         if call is None:
             refusal = self.limiter.check(ex.principal, ex.started, ex.started_at)
         else:
-            admitted = self.limiter.admit(ex.principal, call.reserve, self.clock(), self.wall())
+            who = ex.principal
+            limited = who.tokens_per_minute is not None or who.token_budget is not None
+            admitted = self.limiter.admit(who, call.reserve if limited else 0, self.clock(), self.wall())
             if isinstance(admitted, Reservation):
                 ex.reservation = admitted
                 return
@@ -629,7 +631,7 @@ class Gateway:
         if not prompt and ex.delivered and (ex.upstream is None or ex.upstream.status_code < 400):
             # the engine took the prompt but never said: a stream cut short, a client that left
             # before the answer began, a first-byte deadline
-            prompt = ex.prompt_estimate
+            prompt = ex.call.prompt_estimate if ex.call is not None else 0
         if ex.reservation is not None:
             self.limiter.settle(ex.reservation, prompt + completion, now, self.wall())
         elif ex.principal is not None:
