@@ -35,10 +35,12 @@ GARBAGE = "not-an-ip<script>"
 
 
 def start(data: Path, *args: str, allow_custom_commands: bool = False) -> ControlPlaneProcess:
+    """A control plane to start with `with` (starting it here too left the first one running:
+    `__enter__` starts another, which finds the store taken and exits)."""
     env = {"MODELPORT_REPLICA_PRELOAD": "0"}  # no idle preloaded Python: these tests serve little
     return ControlPlaneProcess(
         data, None, "--no-demo", *args, env=env, allow_custom_commands=allow_custom_commands
-    ).start()
+    )
 
 
 @pytest.fixture(scope="module")
