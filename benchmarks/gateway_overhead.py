@@ -40,6 +40,7 @@ from modelport.bench.config import Endpoint, LoadConfig
 from modelport.bench.loadgen import run_load
 from modelport.bench.process import ManagedServer, free_port
 from modelport.bench.result import BenchResult
+from modelport.runtime.replica_token import replica_token
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(stderr=True)
@@ -203,8 +204,12 @@ def main() -> None:
             pin(up.proc.pid, others)
             os.sched_setaffinity(0, others)
             console.print(f"pinned: engine on CPU 0, gateway and load generator on {sorted(others)}")
+        # a replica answers only callers with its own token (derived from its id; the gateway
+        # sends it): the direct runs send it too, so both sides pay for the same check
+        (record,) = api.get("/v2/endpoint/default/bench/logs").json()["replicas"]
+        own_token = replica_token(record["id"], data / "replica-secret")
         targets = {
-            "direct": (f"http://127.0.0.1:{replica_port(up.proc.pid)}", None),
+            "direct": (f"http://127.0.0.1:{replica_port(up.proc.pid)}", own_token),
             "gateway": (f"http://127.0.0.1:{port}/endpoints/default/bench", key),
         }
         for round_index in range(args.rounds):
