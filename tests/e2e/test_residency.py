@@ -94,8 +94,9 @@ def test_placement_egress_and_telemetry_follow_the_installation(tmp_path: Path, 
         assert not [p for p in replica_processes(data) if "chat" in p.cmdline()]
     exported = [json.loads(line) for line in cli(data, "audit", "export").stdout.splitlines()]
     launches = [r for r in exported if r["kind"] == "residency"]
-    assert launches and {(r["actor"], r["action"], r["target"]) for r in launches} == {
-        ("control-plane", "launch replica", "default/chat")
-    }
-    assert "region 'eu-central-1'" in launches[0]["detail"]["refused"]
+    assert {(r["actor"], r["action"]) for r in launches} == {("control-plane", "launch replica")}
+    # `mirrored` (whose pulls fail) is refused too when it had not yet failed its three starts
+    # before the restart: that depends on how fast this machine is
+    assert "default/chat" in {r["target"] for r in launches} <= {"default/chat", "default/mirrored"}
+    assert all("region 'eu-central-1'" in r["detail"]["refused"] for r in launches)
     assert cli(data, "audit", "verify").returncode == 0
