@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Container
 from pathlib import Path
 
 import httpx
@@ -36,11 +37,40 @@ _CREATE_TIME_TOLERANCE_S = 0.01
 _KEPT_EXIT_CODES = 1024  # exit codes of reaped children, for observations repeated after the exit
 
 
-def free_port() -> int:
-    """A loopback port free right now (the child binds it a moment later; a race we accept)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(taken: Container[int] = ()) -> int:
+    """A loopback port free right now and not in `taken` (the child binds it a moment later; a
+    race with other programs that we accept)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            return port
+
+
+class PortsGiven:
+    """Ports handed to replicas lately. The kernel may hand out a port again as soon as it is free,
+    and a replica binds its port only seconds after it was chosen (imports, weights), so two
+    launches close together could both get one port: the second replica then fails to bind while
+    the first answers its health probes (and, once ready, its traffic)."""
+
+    def __init__(self, hold_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hold_s = hold_s  # the longest a replica takes to start (LoopSettings.start_timeout_s)
+        self.clock = clock
+        self._given: OrderedDict[int, float] = OrderedDict()
+
+    def __contains__(self, port: object) -> bool:
+        given = self._given.get(port) if isinstance(port, int) else None
+        return given is not None and self.clock() - given < self.hold_s
+
+    def take(self) -> int:
+        now = self.clock()
+        while self._given and now - next(iter(self._given.values())) >= self.hold_s:
+            self._given.popitem(last=False)
+        port = free_port(self)
+        self._given[port] = now
+        self._given.move_to_end(port)
+        return port
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
@@ -173,6 +203,7 @@ class LocalRuntime:
         )
         # replicas the preloader forked: pid -> create_time, for their exit codes
         self._forked: OrderedDict[int, float] = OrderedDict()
+        self._ports = PortsGiven()
 
     async def prepare(self) -> None:
         # on this thread, not a worker's: the preloaded Python dies with the thread that started it
@@ -180,7 +211,7 @@ class LocalRuntime:
             self._preloader.start()
 
     async def start(self, spec: LaunchSpec) -> ReplicaHandle:
-        port = free_port()
+        port = self._ports.take()
         argv = [arg.replace("{port}", str(port)) for arg in spec.command]
         log_path = self.log_dir / f"{spec.replica_id}.log"
         base = envs.process_environment()
