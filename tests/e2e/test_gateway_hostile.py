@@ -9,9 +9,9 @@ was told.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,26 +187,30 @@ def test_held_requests_are_capped_per_endpoint_and_released_when_their_clients_l
     ep = client.create_endpoint("slow", model=str(tiny_model), image=image, min_replicas=1)
     auth = {"authorization": f"Bearer {cp.token}", "x-scale-up-timeout": "60"}
 
-    def held() -> None:
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{ep.url}/v1/chat/completions", json={"messages": []}, headers=auth, timeout=6)
+    url = f"{ep.url}/v1/chat/completions"
 
-    leavers = [threading.Thread(target=held) for _ in range(2)]
-    for thread in leavers:
-        thread.start()
-    # once both are held, one more is refused at once (a probe sent before that is held and
-    # leaves after 0.5 s, so it takes no place for long)
-    deadline = time.monotonic() + 5
-    while True:
-        assert time.monotonic() < deadline, "a third request was never refused"
-        try:
-            r = httpx.post(f"{ep.url}/v1/chat/completions", json={"messages": []}, headers=auth, timeout=0.5)
-        except httpx.ReadTimeout:
-            continue
-        break
+    async def two_held_then_one_more() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=60) as http:
+            leavers = [
+                asyncio.ensure_future(http.post(url, json={"messages": []}, headers=auth)) for _ in range(2)
+            ]
+            # once both are held, one more is refused at once (a probe sent before that is held
+            # and leaves after 1 s, so it takes no place for long)
+            deadline = time.monotonic() + 20
+            while True:
+                assert time.monotonic() < deadline, "a third request was never refused"
+                try:
+                    refused = await http.post(url, json={"messages": []}, headers=auth, timeout=1)
+                except httpx.ReadTimeout:
+                    continue
+                break
+            for leaver in leavers:  # the two clients leave: their connections close
+                leaver.cancel()
+            await asyncio.gather(*leavers, return_exceptions=True)
+            return refused
+
+    r = asyncio.run(two_held_then_one_more())
     assert r.status_code == 429 and r.json()["error"]["code"] == "endpoint_busy", r.text
-    for thread in leavers:
-        thread.join()
     time.sleep(0.5)
     # their places are free again: this one is held (up to --hold-timeout, 2 s), not refused;
     # `nan` is no way past the hold limit

@@ -79,7 +79,11 @@ def test_a_marker_sent_in_prompts_is_found_nowhere(tmp_path: Path, tiny_model: P
     ).stdout  # fmt: skip
     assert exported.count('"kind": "inference"') >= 6
 
-    needles = [marker.encode()] + [c.strip().encode() for c in completions if len(c.strip()) >= 24]
+    # a completion long and varied enough to be unmistakable (the random model may answer a run
+    # of zeros, which the audit chain's first link holds)
+    needles = [marker.encode()] + [
+        c.strip().encode() for c in completions if len(c.strip()) >= 24 and len(set(c.strip())) >= 8
+    ]
     assert len(needles) >= 2, completions  # at least one completion is long enough to be unmistakable
     written = [p for p in tmp_path.rglob("*") if p.is_file()]  # the data dir, logs, store and its WAL
     assert any(p.name == "modelport.db" for p in written)
