@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh test
-# The store's tests run against a real PostgreSQL server (tests/postgres.py starts a throwaway one).
+# The store's tests run against a real PostgreSQL server (tests/support/postgres.py starts a throwaway one).
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from modelport import Client
-from tests.control_plane_process import ControlPlaneProcess, audit_cli
+from tests.support.control_plane_process import ControlPlaneProcess, audit_cli
 
 WORKERS = 12
 BURST_S = 35.0

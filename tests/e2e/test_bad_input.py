@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 CHAT = "/v1/chat/completions"
 _USER = b'{"max_tokens": 2, "messages": [{"role": "user", "content": "x"}]'

@@ -10,7 +10,7 @@ import openai
 import psutil
 import pytest
 
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 
 async def _round(url: str) -> tuple[int, int]:

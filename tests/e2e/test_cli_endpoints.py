@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess
-from tests.server_process import free_port
+from tests.support.control_plane_process import ControlPlaneProcess
+from tests.support.server_process import free_port
 
 
 @pytest.fixture(scope="module")

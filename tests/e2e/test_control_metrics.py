@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 pytestmark = pytest.mark.timeout(600)
 

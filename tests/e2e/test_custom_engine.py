@@ -1,4 +1,4 @@
-"""A user's own server (tests/custom_app.py, a FastAPI app) as an endpoint's engine.
+"""A user's own server (tests/support/custom_app.py, a FastAPI app) as an endpoint's engine.
 
 Created through the control plane with `image.custom.command`, scaled to two replicas, called
 through the gateway with the OpenAI SDK (plain and streamed) and the `text-generation` client
@@ -17,9 +17,9 @@ import openai
 from text_generation import Client as TgiClient
 
 from modelport.sdk import Client
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
-APP = str(Path(__file__).resolve().parents[1] / "custom_app.py")
+APP = str(Path(__file__).resolve().parents[1] / "support" / "custom_app.py")
 
 
 def custom_image(**extra: object) -> dict[str, object]:

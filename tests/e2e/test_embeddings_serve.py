@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 
 @pytest.fixture(scope="module")

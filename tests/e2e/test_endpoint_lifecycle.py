@@ -17,7 +17,7 @@ import pytest
 
 from modelport import Client
 from modelport.sdk.errors import Conflict, EndpointFailed, NotFound, ValidationError
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
 
 
 @pytest.fixture

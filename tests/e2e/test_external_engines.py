@@ -1,7 +1,7 @@
 """vLLM and llama.cpp as endpoint engines, end to end, with the real engines.
 
 Each engine is installed by the real `modelport engines install` into the test engines folder
-(tests/engines.py: kept between runs). For each, an endpoint is created through the
+(tests/support/engines.py: kept between runs). For each, an endpoint is created through the
 control plane with minReplica 0; it starts once, goes to zero when idle, and is then called at
 zero through the gateway: the OpenAI SDK's chat call is held while the engine cold-starts, then a
 streamed chat, then the `text-generation` client (TGI routes the gateway translates into the
@@ -24,8 +24,8 @@ from text_generation import Client as TgiClient
 
 from modelport import Client
 from modelport.sdk.errors import ValidationError
-from tests.control_plane_process import ControlPlaneProcess, engine_processes
-from tests.engines import INSTALL_TIMEOUT_S, TEST_ENGINES, ensure_engine
+from tests.support.control_plane_process import ControlPlaneProcess, engine_processes
+from tests.support.engines import INSTALL_TIMEOUT_S, TEST_ENGINES, ensure_engine
 
 START_TIMEOUT_S = 600  # vLLM compiles its graphs on first start: 54-88 s on this machine, alone
 HOLD = {"x-scale-up-timeout": "600"}

@@ -1,7 +1,7 @@
 """The gateway against hostile callers and failing replicas (issue 16, items 1, 7, 9 and 11).
 
 One real `modelport up` for the module, with short upstream deadlines and a cap of two held
-requests per endpoint; its endpoints run tests/faulty_app.py, an engine that crashes, hangs or
+requests per endpoint; its endpoints run tests/support/faulty_app.py, an engine that crashes, hangs or
 stalls on request and also serves routes no caller may reach. Every request the engine gets is
 appended to a hits file, so each test checks what reached a replica, not only what the client
 was told.
@@ -22,9 +22,9 @@ import pytest
 
 from modelport.gateway.metering import prepare
 from modelport.sdk import Client
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
-APP = str(Path(__file__).resolve().parents[1] / "faulty_app.py")
+APP = str(Path(__file__).resolve().parents[1] / "support" / "faulty_app.py")
 DEADLINE_S = 5  # the gateway's first-byte and idle deadlines in this module
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from modelport.gateway.metering import prepare
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 IDS = list(range(5, 25))  # a prompt of token ids: the gateway's estimate of it is exact
 

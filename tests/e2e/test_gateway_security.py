@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from modelport.gateway.metering import prepare
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from modelport import Client
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
 
 LONG = {"model": "x", "prompt": "once upon a time", "max_tokens": 400, "ignore_eos": True, "stream": True}
 

@@ -12,7 +12,7 @@ import text_generation
 from huggingface_hub import InferenceClient, constants
 
 from modelport import Client
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 
 @pytest.fixture(scope="module")

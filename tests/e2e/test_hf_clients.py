@@ -7,7 +7,7 @@ from huggingface_hub import InferenceClient
 from text_generation import Client as TGIClient
 from text_generation.errors import ValidationError as TGIValidationError
 
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 
 @pytest.fixture(autouse=True)

@@ -25,11 +25,11 @@ import httpx
 import psutil
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess, audit_cli, engine_processes
+from tests.support.control_plane_process import ControlPlaneProcess, audit_cli, engine_processes
 
 pytestmark = pytest.mark.timeout(600)
 
-APP = str(Path(__file__).resolve().parents[1] / "custom_app.py")
+APP = str(Path(__file__).resolve().parents[1] / "support" / "custom_app.py")
 CUSTOM = {"custom": {"command": [sys.executable, APP, "--port", "{port}", "--name", "{name}"]}}
 GARBAGE = "not-an-ip<script>"
 

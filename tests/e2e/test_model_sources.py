@@ -18,10 +18,10 @@ import openai
 import pytest
 
 from modelport.sdk import Client
-from tests.control_plane_process import ControlPlaneProcess
-from tests.hub_standin import HubStandin
-from tests.s3_server import CREDENTIALS, s3_server, upload_folder
-from tests.server_process import free_port
+from tests.support.control_plane_process import ControlPlaneProcess
+from tests.support.hub_standin import HubStandin
+from tests.support.s3_server import CREDENTIALS, s3_server, upload_folder
+from tests.support.server_process import free_port
 
 DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens here: the "network" once cut
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 pytestmark = pytest.mark.timeout(600)
 

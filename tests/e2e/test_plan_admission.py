@@ -19,8 +19,8 @@ import pytest
 
 from modelport.sdk import Client
 from modelport.sdk.errors import ValidationError
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
-from tests.model_headers import llama_tensors, write_hub_folder
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.model_headers import llama_tensors, write_hub_folder
 from tests.unit.models.public_models import MODELS
 
 LLAMA_70B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.1-70B")
@@ -88,7 +88,7 @@ def test_an_update_to_a_model_that_cannot_fit_leaves_the_endpoint_serving(
 
 
 def test_a_hub_model_not_pulled_yet_is_judged_from_its_headers(llama_70b: Path, tmp_path: Path) -> None:
-    from tests.hub_standin import HubStandin
+    from tests.support.hub_standin import HubStandin
 
     with HubStandin({"acme/llama-70b": llama_70b}) as hub:
         env = {

@@ -35,7 +35,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.model_headers import llama_tensors, write_hub_folder
+from tests.support.model_headers import llama_tensors, write_hub_folder
 from tests.unit.models.public_models import MODELS
 
 LLAMA_70B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.1-70B")

@@ -21,7 +21,7 @@ from modelport.models.demo import LlamaShape, build_llama
 from modelport.models.hardware import local_cpu_option
 from modelport.models.inspect import inspect_model
 from modelport.models.planner import PlanRequest, check_fit
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 pytestmark = [
     pytest.mark.timeout(900),

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess, audit_cli
+from tests.support.control_plane_process import ControlPlaneProcess, audit_cli
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -10,7 +10,7 @@ import httpx
 
 from modelport import Client
 from modelport.runtime.replica_token import replica_token
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
 
 BODY = {"model": "x", "prompt": "once upon a time", "max_tokens": 4}
 

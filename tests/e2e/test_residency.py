@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from modelport import Client
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
 
 
 def ask(url: str, token: str, stream: bool = False) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from modelport import Client
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 
 def first_token_s(

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from modelport.store import tables
 from modelport.store.repository import Store
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import HfApi, InferenceClient, constants
 
 from modelport.sdk.huggingface import use_modelport
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
 
 @pytest.fixture

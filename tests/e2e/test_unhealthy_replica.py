@@ -1,6 +1,6 @@
 """A replica that was ready and then stops answering its health route is replaced.
 
-The server (tests/custom_app.py --fault-route) keeps its process up but turns its /health to 503,
+The server (tests/support/custom_app.py --fault-route) keeps its process up but turns its /health to 503,
 or makes it hang, as an engine whose loop died or hung would. The control plane takes it out of
 routing at the first failed probe, kills it after a few, and restarts it in place; a request
 sent meanwhile is held only until the new process is ready, and that one answers it.
@@ -19,9 +19,9 @@ import pytest
 
 from modelport import Client
 from modelport.runtime.local import replica_identity
-from tests.control_plane_process import ControlPlaneProcess
+from tests.support.control_plane_process import ControlPlaneProcess
 
-APP = str(Path(__file__).resolve().parents[1] / "custom_app.py")
+APP = str(Path(__file__).resolve().parents[1] / "support" / "custom_app.py")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -3,7 +3,7 @@
 `decide(context)` takes the endpoint's scaling settings, the signals of this instant and the
 state the previous call returned, and gives back a `Decision` (desired replicas, the reason,
 the inputs) and the next state. No clock is read and nothing is stored here: production
-(control/autoscaler.py) and the trace simulator (autoscale/simulate.py) run the same code with
+(control/reconcile/autoscaler.py) and the trace simulator (autoscale/simulate.py) run the same code with
 their own clocks.
 
 Rules, in order:

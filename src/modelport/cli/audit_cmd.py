@@ -45,7 +45,7 @@ def _when(text: str | None, option: str) -> datetime | None:
 @audit_app.command("verify")
 def verify_command(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Check every record's hash and link; exit 1 naming the first record that fails."""
-    from modelport.observe.audit_chain import verify_texts
+    from modelport.ledger.audit_chain import verify_texts
 
     store = _store(database_url)
     try:
@@ -129,7 +129,7 @@ def purge_command(
     as_json: JsonOption = False,
 ) -> None:
     """Delete old records; what is left still verifies (the last purged hash is kept)."""
-    from modelport.observe.audit_chain import timestamp
+    from modelport.ledger.audit_chain import timestamp
 
     try:
         seconds = parse_duration(older_than)

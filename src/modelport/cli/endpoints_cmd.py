@@ -300,7 +300,7 @@ def stats(
     """Requests/s, error rate, latency and TTFT p50/p95, output tokens/s and replicas per step."""
     report = Client(url, token, namespace).get_endpoint(name).metrics(start, end, step)
     if plot is not None:
-        from modelport.observe.series_plot import plot_series
+        from modelport.cli.series_plot import plot_series
 
         plot_series(report, plot)
         err.print(f"wrote {plot}")

@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from modelport import envs
-from modelport.models import gguf_convert
+from modelport.launchers import gguf_convert
 from modelport.models.cache import Manifest, ModelCache
 from modelport.models.pull import PullProgress, default_ref, pull, resolve
 from modelport.models.remote import PullError

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelport import envs
-from modelport.cli import logs
+from modelport import envs, logs
 
 
 def serve(

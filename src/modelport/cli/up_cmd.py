@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelport import envs
-from modelport.cli import logs
+from modelport import envs, logs
 
 
 def up(
@@ -65,7 +64,7 @@ def up(
     """Run the control plane (v2 API), the gateway and the control loop; Ctrl-C stops all, replicas too."""
     import uvicorn
 
-    from modelport.control.admin_token import ensure_admin_token
+    from modelport.auth.admin_token import ensure_admin_token
     from modelport.control.app import ControlConfig, create_control_app
     from modelport.models.demo import ensure_demo_model
     from modelport.store.repository import StoreBusy

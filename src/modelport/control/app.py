@@ -20,23 +20,24 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelport import __version__, envs
-from modelport.control.admin_audit import AdminAudit
-from modelport.control.api import admin_check, control_router
-from modelport.control.autoscaler import Autoscaler, AutoscalerSettings
-from modelport.control.keys import KeyService, sync_keys
-from modelport.control.keys_api import keys_router
-from modelport.control.loop import ControlLoop, LoopSettings
-from modelport.control.service import ControlError, EndpointService
-from modelport.control.usage_report import usage_router
+from modelport import envs
+from modelport.auth.api_keys import ADMIN, AuthError, KeyRing, Principal
+from modelport.control.api.admin_audit import AdminAudit
+from modelport.control.api.endpoint_routes import admin_check, control_router
+from modelport.control.api.key_routes import keys_router
+from modelport.control.api.usage_routes import usage_router
+from modelport.control.metrics import ControlCollector
+from modelport.control.reconcile.autoscaler import Autoscaler, AutoscalerSettings
+from modelport.control.reconcile.loop import ControlLoop, LoopSettings
+from modelport.control.services.endpoint_service import EndpointService
+from modelport.control.services.errors import ControlError
+from modelport.control.services.key_service import KeyService, sync_keys
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, forwarded_client, parse_networks
-from modelport.gateway.keys import ADMIN, AuthError, KeyRing, Principal
 from modelport.gateway.limits import PERIODS, period_start
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway, GatewaySettings
 from modelport.gateway.routing import IPNetwork, RoutingTable
 from modelport.gateway.upstream import Upstream
-from modelport.observe.control_metrics import ControlCollector
 from modelport.observe.retention import run_retention
 from modelport.observe.usage_log import UsageLog
 from modelport.protocol.errors import APIError
@@ -44,6 +45,7 @@ from modelport.protocol.http import BodyLimitMiddleware
 from modelport.runtime.base import Runtime
 from modelport.runtime.local import LocalRuntime
 from modelport.store.repository import NotFound, Store, StoreBusy
+from modelport.version import __version__
 
 log = logging.getLogger("modelport.control")
 

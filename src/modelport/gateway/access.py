@@ -20,7 +20,7 @@ import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
 
-from modelport.gateway.keys import AuthError, KeyRing, Principal
+from modelport.auth.api_keys import AuthError, KeyRing, Principal
 from modelport.gateway.routing import EndpointView, IPNetwork
 from modelport.protocol.errors import APIError
 from modelport.spec.endpoint import EndpointType, Intent

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from modelport.gateway.keys import Principal
+from modelport.auth.api_keys import Principal
 
 PERIODS = ("hour", "day", "month")
 IN_FLIGHT_RETRY_S = 1  # refused only because of requests in flight: they settle soon

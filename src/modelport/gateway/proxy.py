@@ -27,9 +27,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from modelport.auth.api_keys import KeyRing, Principal
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, authorize, parse_networks
 from modelport.gateway.admission import AdmissionTable, HoldFull, QueueFull
-from modelport.gateway.keys import KeyRing, Principal
 from modelport.gateway.limits import Limiter, Reservation
 from modelport.gateway.metering import Call, Meter, error_event, prepare
 from modelport.gateway.metrics import GatewayMetrics
@@ -37,7 +37,7 @@ from modelport.gateway.paths import check_forwarded
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView, IPNetwork, Route, RoutingTable
 from modelport.gateway.transcript import Transcript
-from modelport.gateway.translation import Translation, plan
+from modelport.gateway.translation import Translation, translation_for
 from modelport.gateway.upstream import (
     BrokenAnswer,
     Dropped,
@@ -475,7 +475,7 @@ class Gateway:
             why = f"is at its limit of {traffic.max_concurrent} requests with {traffic.max_queue} waiting"
             raise self._busy(view, "queue_full", why, 1) from None
         try:
-            translation = plan(call, view)
+            translation = translation_for(call, view)
             response, route, release = await self._send(view, ex, call, request, translation, can_fall_back)
         except BaseException:
             leave()

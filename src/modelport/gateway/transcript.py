@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelport.observe.audit_chain import text_digest
+from modelport.ledger.audit_chain import text_digest
 from modelport.store.records import RequestText
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")

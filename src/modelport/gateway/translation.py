@@ -31,7 +31,7 @@ _FINISH = {"length": "length", "stop": "eos_token"}
 _SAMPLING = ("temperature", "top_p", "top_k", "typical_p")
 
 
-def plan(call: Call, view: EndpointView) -> Translation | None:
+def translation_for(call: Call, view: EndpointView) -> Translation | None:
     """The translation a call needs on this endpoint, or None to forward it as it is."""
     if call.method != "POST" or call.path.startswith("/v1/"):
         return None

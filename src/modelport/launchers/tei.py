@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelport.launchers.engine_flags import check_owned, flag_values, merge, socket_path
 from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
+from modelport.spec.engine_flags import check_owned, flag_values, merge, socket_path
 from modelport.store.records import ModelRevision
 
 HEALTH_PATH = "/health"

@@ -31,28 +31,20 @@ Served: the OpenAI API (health /health; Prometheus /metrics with `vllm:` names).
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from modelport.launchers.engine_flags import check_owned, flag_name, merge
 from modelport.launchers.engine_install import EngineInstall, engine_env
 from modelport.runtime.base import LaunchSpec
+from modelport.spec.engine_flags import check_owned, flag_name, merge
+from modelport.spec.vllm_image import ALIASES, OWNED, image_flags, sleep_mode
 from modelport.store.records import ModelRevision
 
 HEALTH_PATH = "/health"
 # the replica's token: vLLM then refuses /v1/* without it (not /health, /metrics or the dev routes)
 TOKEN_VAR = "VLLM_API_KEY"
 MODULE = "vllm.entrypoints.openai.api_server"
-OWNED = frozenset({"--model", "--host", "--port", "--served-model-name", "--uds"})
-ALIASES = {
-    "-tp": "--tensor-parallel-size",
-    "-q": "--quantization",
-    "-sc": "--speculative-config",
-    "--device-memory-utilization": "--gpu-memory-utilization",
-}
 GIB = 2**30
 
 
@@ -107,26 +99,3 @@ def vllm_launch(
 
 def vllm_apis(revision: ModelRevision) -> frozenset[str]:
     return frozenset({"openai"})
-
-
-def sleep_mode(config: Mapping[str, Any]) -> bool:
-    value = config.get("sleepMode", False)
-    if not isinstance(value, bool):
-        raise ValueError(f"image.vllm.sleepMode must be true or false, not {value!r}")
-    return value
-
-
-def image_flags(config: Mapping[str, Any]) -> list[str]:
-    """vLLM flags for the `model.image.vllm` settings."""
-    flags = ["--enable-sleep-mode"] if sleep_mode(config) else []
-    draft, tokens = config.get("speculativeModel"), config.get("numSpeculativeTokens")
-    if draft is None and tokens is None:
-        return flags
-    if not isinstance(draft, str) or not draft:
-        raise ValueError("image.vllm.speculativeModel must name a draft model (a path, or ngram)")
-    speculative: dict[str, Any] = {"model": draft}
-    if tokens is not None:
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-            raise ValueError(f"image.vllm.numSpeculativeTokens must be a positive integer, not {tokens!r}")
-        speculative["num_speculative_tokens"] = tokens
-    return [*flags, "--speculative-config", json.dumps(speculative)]

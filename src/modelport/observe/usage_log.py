@@ -23,7 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityE
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from modelport import envs
-from modelport.observe.audit_chain import AuditEntry, timestamp
+from modelport.ledger.audit_chain import AuditEntry, timestamp
 from modelport.store.audit import AuditStore
 from modelport.store.records import RequestText, UsageRecord
 from modelport.store.texts import TextStore
@@ -51,7 +51,7 @@ class UsageLog:
         self._pending: list[Item] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        # what /metrics reports (observe/control_metrics.py)
+        # what /metrics reports (control/metrics.py)
         self.write_failures = 0  # batch writes the store refused (each then retried request by request)
         self.dropped = {"rejected": 0, "queue_full": 0}  # requests whose records were not written
         self._overflow = 0  # dropped for a full queue since the last flush logged it

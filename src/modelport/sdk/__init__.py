@@ -1,8 +1,8 @@
 """Python SDK for the modelport control plane."""
 
+from modelport.sdk.api_keys import ApiKey
 from modelport.sdk.client import AsyncClient, AsyncEndpoint, Client, Endpoint
 from modelport.sdk.errors import APIError, ConnectError, EndpointFailed, ModelportError, NotFound, WaitTimeout
-from modelport.sdk.keys import ApiKey
 
 __all__ = [
     "APIError",

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Unpack
 import httpx
 
 from modelport import envs
-from modelport.sdk import core, keys
+from modelport.sdk import api_keys as keys
+from modelport.sdk import core
+from modelport.sdk.api_keys import ApiKey, KeyChanges
 from modelport.sdk.endpoint import EndpointInfo
 from modelport.sdk.errors import ConnectError
-from modelport.sdk.keys import ApiKey, KeyChanges
 
 if TYPE_CHECKING:
     import openai

@@ -25,12 +25,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelport import __version__, envs
+from modelport import envs
 from modelport.engine import startup
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware, error_response
 from modelport.server import embed_routes, openai_routes, tgi_routes
 from modelport.server.state import ServerState
+from modelport.version import __version__
 
 log = logging.getLogger("modelport.server")
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from modelport import __version__
 from modelport.engine.sampling import SamplingParams
 from modelport.engine.sequence import FinishReason, SequenceOutput
 from modelport.protocol.errors import APIError, Dialect, bad_request, render
@@ -28,6 +27,7 @@ from modelport.server.generation import (
 )
 from modelport.server.openai_routes import get_state
 from modelport.server.state import ModelKind, ServerState
+from modelport.version import __version__
 
 router = APIRouter()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelport.launchers.engine_flags import check_owned
+from modelport.spec import vllm_image
+from modelport.spec.engine_flags import LLAMACPP_OWNED, check_owned
 
 # camelCase as on the wire; what each setting does is in launchers/vllm.py and llamacpp.py
 SETTINGS = {
@@ -26,9 +27,7 @@ def check_engine_image(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
     if python is not None and (not isinstance(python, str) or not python.startswith("/")):
         raise ValueError(f"image.{kind}.enginePython must be an absolute path to a python interpreter")
     if kind == "vllm":
-        from modelport.launchers.vllm import image_flags
-
-        image_flags(config)  # raises with the setting's problem
+        vllm_image.image_flags(config)  # raises with the setting's problem
     return dict(config)
 
 
@@ -48,10 +47,6 @@ def check_engine_model(kind: str, repository: str, args: list[str]) -> None:
             'serve it with {"llamacpp": {}} as model.image'
         )
     if kind == "vllm":
-        from modelport.launchers import vllm
-
-        check_owned("vLLM", args, vllm.OWNED, vllm.ALIASES)
+        check_owned("vLLM", args, vllm_image.OWNED, vllm_image.ALIASES)
     elif kind == "llamacpp":
-        from modelport.launchers import llamacpp
-
-        check_owned("llama.cpp", args, llamacpp.OWNED, {})
+        check_owned("llama.cpp", args, LLAMACPP_OWNED, {})

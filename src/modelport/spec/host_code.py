@@ -5,7 +5,7 @@ as good as a shell to whoever writes them. `image.custom.command` is a command b
 `image.<engine>.enginePython` names the interpreter to run; an environment variable such as
 LD_PRELOAD, PYTHONPATH or HF_ENDPOINT changes what code or weights a process loads; an engine
 flag such as vLLM's --worker-extension-cls or --trust-remote-code imports code. Writing any of
-them needs the `host` scope (control/service.py). The rule is an allow-list: the environment
+them needs the `host` scope (control/services/endpoint_service.py). The rule is an allow-list: the environment
 names and engine flags below only tune a known engine; everything else counts as host code.
 
 Pure: `host_surface` lists the parts of a spec that need the scope, keyed by where they are,
@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from modelport.launchers.engine_flags import flag_name
+from modelport.spec import vllm_image
 from modelport.spec.endpoint import EndpointSpec, ImageKind
+from modelport.spec.engine_flags import flag_name
 
 # Names no library reads as a path, a URL or code to load: tokens, threading, offline switches.
 SAFE_ENV = frozenset(
@@ -122,9 +123,7 @@ def unsafe_args(kind: ImageKind, args: list[str]) -> list[str]:
     """The flags in `args` outside the engine's allow-list (values such as `512` or `-1` pass)."""
     aliases: dict[str, str] = {}
     if kind == ImageKind.VLLM:
-        from modelport.launchers import vllm
-
-        aliases = vllm.ALIASES
+        aliases = vllm_image.ALIASES
     safe = SAFE_ARGS.get(kind, frozenset())
     flags = [flag_name(arg, aliases) for arg in args]
     return [arg for arg, flag in zip(args, flags, strict=True) if flag is not None and flag not in safe]

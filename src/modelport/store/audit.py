@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
-from modelport.observe.audit_chain import (
+from modelport.ledger.audit_chain import (
     GENESIS,
     AuditEntry,
     StoredAudit,

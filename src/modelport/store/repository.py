@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from modelport.store import session, tables
 from modelport.store.audit import AuditStore
 from modelport.store.errors import AlreadyExists, NotFound, Stale, StoreBusy, StoreError
-from modelport.store.keys import KeyStore
+from modelport.store.key_store import KeyStore
 from modelport.store.records import (
     EndpointFields,
     EndpointRecord,

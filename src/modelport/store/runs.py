@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, insert, or_, select, update
 
-from modelport.observe.billing import ReplicaRun
+from modelport.ledger.billing import ReplicaRun
 from modelport.store import tables
 from modelport.store.times import utc
 

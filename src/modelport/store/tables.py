@@ -163,7 +163,7 @@ scaling_events = Table(
     Column("inputs", JSON, nullable=False),  # the signals the decision saw
 )
 
-# the audit trail: append-only, hash-chained (observe/audit_chain.py); every field is the exact
+# the audit trail: append-only, hash-chained (ledger/audit_chain.py); every field is the exact
 # string that was hashed, so a database cannot change what verification reads
 audit_records = Table(
     "audit_records",

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, delete, func, insert, select
 
-from modelport.observe.series import RequestPoint
+from modelport.ledger.series import RequestPoint
 from modelport.store import tables
 from modelport.store.limits import clip_row
 from modelport.store.records import UsageRecord

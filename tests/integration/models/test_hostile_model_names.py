@@ -1,7 +1,7 @@
 """A hostile model source cannot make a pull write or delete anything outside the weight cache.
 
 The S3 source is a real S3-compatible server (moto, spoken to by boto3 over HTTP), which stores
-and lists any key as given; the Hub is tests.hub_standin, told to list files under names no
+and lists any key as given; the Hub is tests.support.hub_standin, told to list files under names no
 folder can hold and to report any string as the commit, with `modelport models pull` run as a
 child process (huggingface_hub reads HF_ENDPOINT once, at import). Each pull must be refused
 with the bad name in its message, leave no snapshot or manifest, and leave a sentinel folder
@@ -23,8 +23,8 @@ import pytest
 from modelport.models.cache import ModelCache
 from modelport.models.pull import UnsafeListing, pull
 from modelport.models.sources import parse_source
-from tests.hub_standin import HubStandin
-from tests.s3_server import put_objects, s3_server
+from tests.support.hub_standin import HubStandin
+from tests.support.s3_server import put_objects, s3_server
 
 REPO = "acme/tiny"
 # `{sentinel}` is the sentinel folder's absolute path without its leading '/'. From the folder a

@@ -1,4 +1,4 @@
-"""Real huggingface_hub calls against tests.hub_standin, a local stand-in for the Hub.
+"""Real huggingface_hub calls against tests.support.hub_standin, a local stand-in for the Hub.
 
 Each call runs in a subprocess: this test process sets HF_HUB_OFFLINE=1 (tests/conftest.py) and
 huggingface_hub reads it, and HF_ENDPOINT, once at import time.
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hub_standin import HubStandin
+from tests.support.hub_standin import HubStandin
 
 REPO = "acme/tiny-chat"
 TOKEN = "hf_standin_secret_token"

@@ -24,10 +24,10 @@ from modelport.models.inspect import inspect_model
 from modelport.models.pull import pull
 from modelport.models.remote_headers import fetch_plan_folder
 from modelport.models.sources import parse_source
-from tests.hub_standin import HubStandin
-from tests.model_headers import SMALL_LLAMA, llama_tensors, write_gguf, write_hub_folder
-from tests.s3_server import CREDENTIALS, s3_server, upload_folder
-from tests.server_process import free_port
+from tests.support.hub_standin import HubStandin
+from tests.support.model_headers import SMALL_LLAMA, llama_tensors, write_gguf, write_hub_folder
+from tests.support.s3_server import CREDENTIALS, s3_server, upload_folder
+from tests.support.server_process import free_port
 from tests.unit.models.public_models import MODELS
 
 LLAMA_70B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.1-70B")

@@ -13,7 +13,7 @@ from modelport.models.cache import ModelCache
 from modelport.models.pull import pull, resolve
 from modelport.models.remote import PullError
 from modelport.models.sources import parse_source
-from tests.s3_server import client, s3_server, upload_folder
+from tests.support.s3_server import client, s3_server, upload_folder
 
 
 @pytest.fixture(scope="module")

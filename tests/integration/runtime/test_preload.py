@@ -22,7 +22,7 @@ from modelport.runtime.preload import Preloader
 from modelport.runtime.replica_token import replica_token
 
 pytestmark = pytest.mark.timeout(180)
-TESTS_DIR = Path(__file__).resolve().parents[2]
+TESTS_DIR = Path(__file__).resolve().parents[2] / "support"
 
 
 def _wait(condition, timeout_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]

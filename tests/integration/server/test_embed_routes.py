@@ -20,7 +20,7 @@ from modelport.engine.embedder import Embedder
 from modelport.protocol.errors import APIError, Dialect, dialect_for_path, render, tgi_status
 from modelport.server.embed_routes import embed_task_payload, router
 from modelport.server.state import ModelKind, ServerState
-from tests.server_process import free_port
+from tests.support.server_process import free_port
 
 
 def build_app(state: ServerState) -> FastAPI:

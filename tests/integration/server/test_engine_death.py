@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from modelport import envs
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 
 def test_a_dead_engine_loop_fails_requests_then_the_process_exits_1(

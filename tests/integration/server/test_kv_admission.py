@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 # 512 KiB = 64 blocks of 16 tokens = 1024 tokens, under the tiny model's 2048-token context
 POOL_TOKENS = 1024

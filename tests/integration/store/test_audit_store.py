@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from modelport.observe.audit_chain import (
+from modelport.ledger.audit_chain import (
     AuditEntry,
     text_digest,
     timestamp,

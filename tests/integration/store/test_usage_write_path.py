@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 
+from modelport.control.metrics import ControlCollector
 from modelport.gateway.routing import RoutingTable
-from modelport.observe.audit_chain import text_digest
-from modelport.observe.control_metrics import ControlCollector
+from modelport.ledger.audit_chain import text_digest
 from modelport.observe.usage_log import UsageLog
 from modelport.store import tables
 from modelport.store.records import RequestText, UsageRecord

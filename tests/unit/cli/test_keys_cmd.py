@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from modelport.cli import durations, keys_cmd
 from modelport.cli.main import app
 from modelport.sdk import Client
-from tests.unit.sdk.test_keys import KEY_ID, SECRET, USAGE, wire_key
+from tests.unit.sdk.test_api_keys import KEY_ID, SECRET, USAGE, wire_key
 
 runner = CliRunner(env={"COLUMNS": "200"})
 LIMITED = {"requestsPerMinute": 60, "tokensPerMinute": None, "tokenBudget": 5000, "budgetPeriod": "day"}

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modelport.control.admin_token import token_hash
+from modelport.auth.admin_token import token_hash
+from modelport.auth.api_keys import KeyRing, key_id_of, new_key, secret_hash
 from modelport.gateway.access import (
     DEFAULT_PRIVATE_NETWORKS,
     authorize,
@@ -14,7 +15,6 @@ from modelport.gateway.access import (
     in_networks,
     parse_networks,
 )
-from modelport.gateway.keys import KeyRing, key_id_of, new_key, secret_hash
 from modelport.gateway.routing import EndpointView
 from modelport.protocol.errors import APIError
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent

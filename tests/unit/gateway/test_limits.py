@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from modelport.gateway.keys import Principal
+from modelport.auth.api_keys import Principal
 from modelport.gateway.limits import Limiter, Refusal, Reservation, period_end, period_start
 
 WALL = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from modelport.control.admin_token import token_hash
-from modelport.gateway.keys import KeyRing, new_key, secret_hash
+from modelport.auth.admin_token import token_hash
+from modelport.auth.api_keys import KeyRing, new_key, secret_hash
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.proxy import Gateway
 from modelport.gateway.routing import EndpointView, RoutingTable

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from modelport.gateway.transcript import CUT_MARK, MAX_TEXT_BYTES, Transcript
-from modelport.observe.audit_chain import text_digest
+from modelport.ledger.audit_chain import text_digest
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ from text_generation.types import Response, StreamResponse
 from modelport.gateway.metering import Call
 from modelport.gateway.relay import RelayedResponse
 from modelport.gateway.routing import EndpointView
-from modelport.gateway.translation import TgiStream, Translation, plan
+from modelport.gateway.translation import TgiStream, Translation, translation_for
 from modelport.gateway.upstream import UpstreamResponse
 from modelport.protocol.errors import APIError
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
@@ -37,7 +37,7 @@ def view(task: str = "text-generation") -> EndpointView:
 
 
 def translate(path: str, body: object, task: str = "text-generation") -> Translation:
-    t = plan(Call("POST", path, "", json.dumps(body).encode()), view(task))
+    t = translation_for(Call("POST", path, "", json.dumps(body).encode()), view(task))
     assert t is not None
     return t
 
@@ -287,8 +287,8 @@ def test_a_parameter_of_the_wrong_type_is_a_422_naming_it(name: str) -> None:
 
 def test_only_missing_apis_are_translated() -> None:
     native = EndpointView("default", "m", EndpointType.PROTECTED, Intent.ACTIVE, EndpointState.RUNNING, "")
-    assert plan(Call("POST", "/generate", "", b'{"inputs": "x"}'), native) is None
-    assert plan(Call("POST", "/v1/completions", "", b"{}"), view()) is None
+    assert translation_for(Call("POST", "/generate", "", b'{"inputs": "x"}'), native) is None
+    assert translation_for(Call("POST", "/v1/completions", "", b"{}"), view()) is None
     generate = translate("/generate", {"inputs": "x", "parameters": {"max_new_tokens": 5}})
     assert generate.path == "/v1/completions"
     body = json.loads(generate.body)

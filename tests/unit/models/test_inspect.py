@@ -16,7 +16,7 @@ from modelport.models.inspect import (
     ModelInspectError,
     inspect_model,
 )
-from tests.model_headers import SMALL_LLAMA, llama_tensors, write_header_only, write_hub_folder
+from tests.support.model_headers import SMALL_LLAMA, llama_tensors, write_header_only, write_hub_folder
 from tests.unit.models.public_models import MODELS
 
 LLAMA_1B = next(m for m in MODELS if m.name == "meta-llama/Llama-3.2-1B")

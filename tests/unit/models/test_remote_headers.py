@@ -14,7 +14,13 @@ from modelport.models.inspect import SOURCE_CONFIG, SOURCE_GGUF, inspect_model
 from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write, take_range
 from modelport.models.remote_headers import GGUF_FIRST_READ, SAFETENSORS_FIRST_READ, fetch_plan_folder
 from modelport.models.sources import ModelSource, parse_source
-from tests.model_headers import SMALL_LLAMA, llama_tensors, write_gguf, write_header_only, write_hub_folder
+from tests.support.model_headers import (
+    SMALL_LLAMA,
+    llama_tensors,
+    write_gguf,
+    write_header_only,
+    write_hub_folder,
+)
 
 SMALL = SMALL_LLAMA
 

@@ -18,7 +18,7 @@ from modelport.sdk.errors import (
     ValidationError,
     WaitTimeout,
 )
-from tests.server_process import free_port
+from tests.support.server_process import free_port
 
 
 def endpoint(state: str, message: str = "") -> dict[str, Any]:

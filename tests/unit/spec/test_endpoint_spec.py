@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modelport.control.service import ControlError, parse_spec
+from modelport.control.services.endpoint_service import parse_spec
+from modelport.control.services.errors import ControlError
 from modelport.spec.endpoint import EndpointSpec, ImageKind, merge_update
 
 
