@@ -12,4 +12,5 @@ export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layers declared in pyproject.toml, drawn in docs/architecture.md
 .venv/bin/python -m pytest -q "$@"
