@@ -31,7 +31,7 @@ ENGINE_NAMES = {ImageKind.VLLM: "vLLM", ImageKind.LLAMACPP: "llama.cpp"}
 
 
 @dataclass(frozen=True)
-class EnginePlan:
+class ReplicaSizing:
     """The planner's sizing for one replica, in the forms the launchers take."""
 
     builtin_args: list[str] = field(default_factory=list)  # modelport serve flags the user left unset
@@ -51,10 +51,10 @@ def launch_spec(
     replica_id: str,
     served_name: str,
     revision: ModelRevision,
-    plan: EnginePlan | None = None,
+    plan: ReplicaSizing | None = None,
     places: Places | None = None,
 ) -> LaunchSpec:
-    plan = plan or EnginePlan()
+    plan = plan or ReplicaSizing()
     kind = ImageKind(revision.image_kind)
     if kind == ImageKind.CUSTOM:
         return custom_launch(replica_id, served_name, revision)
@@ -90,7 +90,7 @@ def _wrapped(
     replica_id: str,
     served_name: str,
     revision: ModelRevision,
-    plan: EnginePlan,
+    plan: ReplicaSizing,
     places: Places,
     engine: EngineInstall,
 ) -> LaunchSpec:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelport import envs
-from modelport.launchers.engines import EnginePlan
+from modelport.launchers.engines import ReplicaSizing
 from modelport.models.cache import ModelCache
 from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
 from modelport.models.hardware import (
@@ -237,15 +237,15 @@ def planned_args(deployment: Deployment) -> list[str]:
     return engine_plan(deployment).builtin_args
 
 
-def engine_plan(deployment: Deployment) -> EnginePlan:
+def engine_plan(deployment: Deployment) -> ReplicaSizing:
     """The planner's sizing for a replica of any engine (nothing when it cannot plan)."""
     try:
         fit = fit_for(deployment)
     except (PullError, OSError) as exc:
         log.info("no planned flags for %s: %s", deployment.repository, exc)
-        return EnginePlan()
+        return ReplicaSizing()
     if fit is None or not fit.fits:
-        return EnginePlan()
+        return ReplicaSizing()
     flags = fit.builtin_flags
     planned: list[str] = []
     for i in range(0, len(flags) - 1, 2):
@@ -253,7 +253,7 @@ def engine_plan(deployment: Deployment) -> EnginePlan:
         if flag in PLANNED_FLAGS and _value(deployment.args, flag) is None:
             planned += [flag, value]
     if not fit.option.is_cpu:
-        return EnginePlan(planned, list(fit.vllm_flags))
+        return ReplicaSizing(planned, list(fit.vllm_flags))
     # on the CPU an engine gets the builtin engine's context and the KV bytes the concurrency needs
     values = flag_values(flags)
     kv = values.get("--kv-cache-memory", "").removesuffix("B")
@@ -262,4 +262,4 @@ def engine_plan(deployment: Deployment) -> EnginePlan:
         # the builtin engine's rule: without native bf16 instructions, float32 is several times
         # faster (vLLM on an AVX2-only CPU: 111.9 tok/s at 32 streams in float32, 35.4 in bf16)
         engine_flags += ["--dtype", "float32"]
-    return EnginePlan(planned, engine_flags, int(kv) if kv.isdigit() else None)
+    return ReplicaSizing(planned, engine_flags, int(kv) if kv.isdigit() else None)

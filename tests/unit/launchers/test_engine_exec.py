@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from modelport.launchers.engine_install import MARKER
-from modelport.launchers.engines import EnginePlan, Places, launch_spec
+from modelport.launchers.engines import Places, ReplicaSizing, launch_spec
 from modelport.store.records import ModelRevision
 
 SHOW = "import json, os, sys; print(json.dumps({'argv': sys.argv[1:], 'port': os.environ.get('PORT')}))"
@@ -40,7 +40,7 @@ def installed(engines: Path, kind: str) -> Path:
 def test_vllm_replicas_fetch_first_then_become_the_engine(tmp_path: Path) -> None:
     python = installed(tmp_path / "engines", "vllm")
     places = Places(tmp_path / "engines", tmp_path / "cache")
-    plan = EnginePlan(
+    plan = ReplicaSizing(
         ["--max-model-len", "4096"], ["--max-model-len", "2048"], cpu_kv_cache_bytes=3 * 2**30 + 1
     )
     spec = launch_spec("r1", "chat", revision("vllm", "acme/chat@v2"), plan, places)
@@ -58,7 +58,7 @@ def test_vllm_replicas_fetch_first_then_become_the_engine(tmp_path: Path) -> Non
 def test_llamacpp_replicas_need_a_gguf_and_drop_port(tmp_path: Path) -> None:
     installed(tmp_path / "engines", "llamacpp")
     places = Places(tmp_path / "engines", tmp_path / "cache")
-    spec = launch_spec("r1", "chat", revision("llamacpp", "/m/chat.gguf"), EnginePlan(), places)
+    spec = launch_spec("r1", "chat", revision("llamacpp", "/m/chat.gguf"), ReplicaSizing(), places)
     wrapper = spec.command[: spec.command.index("--")]
     assert wrapper[-3:] == ["--need-gguf", "--unset", "PORT"]
     assert spec.health_path == "/openapi.json"
@@ -67,7 +67,7 @@ def test_llamacpp_replicas_need_a_gguf_and_drop_port(tmp_path: Path) -> None:
 def test_a_missing_engine_says_how_to_install_it(tmp_path: Path) -> None:
     places = Places(tmp_path / "engines", tmp_path / "cache")
     try:
-        launch_spec("r1", "chat", revision("vllm", "acme/chat"), EnginePlan(), places)
+        launch_spec("r1", "chat", revision("vllm", "acme/chat"), ReplicaSizing(), places)
     except ValueError as exc:
         assert "run `modelport engines install vllm`" in str(exc)
     else:
