@@ -48,7 +48,8 @@ class ModelRunner:
             input_ids=torch.tensor([input_ids], device=self.device),
             position_ids=torch.tensor([positions], device=self.device),
             use_cache=False,
-            logits_to_keep=torch.tensor(keep, device=self.device),
+            # long even when empty: a step of prefill chunks that complete no prompt keeps no row
+            logits_to_keep=torch.tensor(keep, dtype=torch.long, device=self.device),
             paged_batch=batch,
         )
         for seq, n in step.items:
