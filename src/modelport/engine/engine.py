@@ -287,32 +287,42 @@ class LLMEngine:
             self.scheduler.add(seq)
         for rid in aborts:
             for seq in list(self._seqs.get(rid, [])):
-                self._abort(seq)
+                self._end(seq, FinishReason.ABORT)
 
-    def _abort(self, seq: Sequence, error: str | None = None) -> None:
-        """End a sequence that did not finish by itself: blocks back, out of the request map,
-        counted, and the client told (with ``error`` when it failed rather than was cancelled)."""
+    def _end(
+        self,
+        seq: Sequence,
+        reason: FinishReason,
+        error: str | None = None,
+        last: SequenceOutput | None = None,
+    ) -> None:
+        """The one way a sequence ends, whatever ended it (eos, length or stop string; the
+        client gone; out of memory; a crashed loop): out of the scheduler's queues with its KV
+        blocks back, out of the request map, counted, and its caller sent the final output.
+
+        ``last`` is the final delta of a sequence that finished by itself (its last token);
+        otherwise the caller gets an empty delta ending with ``reason``, and ``error`` when it
+        failed rather than was cancelled. Ending an ended sequence does nothing, so every path
+        may end what it holds without asking who ended it first.
+        """
         if seq.status is SeqStatus.FINISHED:
             return
         self.scheduler.remove(seq)
-        self._forget(seq)
-        self.metrics.finished(FinishReason.ABORT.value)
-        seq.sink(seq.finish(FinishReason.ABORT, error=error))
-
-    def _forget(self, seq: Sequence) -> None:
         group = self._seqs.get(seq.request_id)
         if group is not None:
             if seq in group:
                 group.remove(seq)
             if not group:
                 del self._seqs[seq.request_id]
+        self._count_end(seq, reason)
+        seq.sink(last if last is not None else seq.finish(reason, error=error))
 
-    def _finish(self, seq: Sequence) -> None:
-        self.scheduler.remove(seq)
-        self._forget(seq)
-        now = time.monotonic()
+    def _count_end(self, seq: Sequence, reason: FinishReason) -> None:
         m = self.metrics
-        m.finished(seq.finish_reason.value if seq.finish_reason else "unknown")
+        m.finished(reason.value)
+        if reason is FinishReason.ABORT:
+            return  # the latency histograms describe completed sequences only
+        now = time.monotonic()
         m.e2e.observe(now - seq.arrival)
         if seq.first_token_at is not None and len(seq.output_ids) > 1:
             m.tpot.observe((now - seq.first_token_at) / (len(seq.output_ids) - 1))
@@ -368,8 +378,7 @@ class LLMEngine:
             self._seqs.setdefault(seq.request_id, []).append(seq)
         for group in list(self._seqs.values()):
             for seq in list(group):
-                self._abort(seq, error=message)
-        self._seqs.clear()
+                self._end(seq, FinishReason.ABORT, error=message)
 
     def _step(self) -> None:
         step = self.scheduler.schedule()
@@ -390,7 +399,7 @@ class LLMEngine:
         except torch.OutOfMemoryError:
             log.exception("out of memory in a forward pass; failing this step's sequences")
             for seq, _ in step.items:
-                self._abort(seq, error="out of memory")
+                self._end(seq, FinishReason.ABORT, error="out of memory")
             return
         self._steps += 1
         self.metrics.prompt_tokens.inc(prefill_tokens)
@@ -409,5 +418,6 @@ class LLMEngine:
             if first and seq.first_token_at is not None:
                 self.metrics.ttft.observe(seq.first_token_at - seq.arrival)
             if out.finish_reason is not None:
-                self._finish(seq)
-            seq.sink(out)
+                self._end(seq, out.finish_reason, last=out)
+            else:
+                seq.sink(out)

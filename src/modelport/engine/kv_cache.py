@@ -51,6 +51,7 @@ class BlockAllocator:
         return blocks
 
     def free(self, blocks: list[int]) -> None:
+        """Give ``blocks`` back and empty the list, so the same block table is never freed twice."""
         for b in blocks:
             if not self._owned[b]:
                 raise RuntimeError(f"block {b} freed twice")

@@ -55,7 +55,8 @@ class Scheduler:
         return blocks_needed(num_tokens, self.config.block_size) <= self.allocator.num_blocks
 
     def remove(self, seq: Sequence) -> None:
-        """Take a sequence out (finished or aborted) and give its blocks back at once."""
+        """Take a sequence out (finished or aborted) and give its blocks back at once.
+        In the engine only `_end` calls it; a second call finds no blocks left to free."""
         if seq in self.running:
             self.running.remove(seq)
         elif seq in self.waiting:

@@ -20,7 +20,7 @@ from modelport.engine.loader import load_causal_lm
 from modelport.engine.runner import StepResult
 from modelport.engine.sampling import SamplingParams
 from modelport.engine.scheduler import ScheduledStep
-from modelport.engine.sequence import FinishReason, SequenceOutput
+from modelport.engine.sequence import FinishReason, Sequence, SequenceOutput
 
 BLOCKS = 40  # of 4 tokens: 160 tokens in all
 LONG_PROMPT = list(range(1, 31))  # 4 chunks of at most 8 tokens
@@ -213,3 +213,20 @@ def test_a_crashed_loop_fails_its_requests_and_frees_every_block(tiny_model: Pat
         _assert_nothing_held(engine)
     finally:
         engine.shutdown()
+
+
+def test_ending_an_ended_sequence_again_changes_nothing(engine: LLMEngine, watch: Watch) -> None:
+    """Paths may race to end one sequence (an abort arriving as it finishes): the second end
+    frees no block twice, counts nothing twice and tells the caller nothing more."""
+    held: list[Sequence] = []
+    watch(lambda step: held.extend(s for s, _ in step.items if not any(s is h for h in held)))
+    [final] = asyncio.run(_final_outputs(engine, SHORT_PROMPT, SamplingParams(max_tokens=4, ignore_eos=True)))
+    assert final.finish_reason is FinishReason.LENGTH and len(held) == 1
+    seq = held[0]
+    told: list[SequenceOutput] = []
+    seq.sink = told.append
+    counted = engine.metrics.requests.labels("tiny", "abort")._value.get()
+    engine._end(seq, FinishReason.ABORT, error="again")  # the loop is idle: nothing else runs
+    assert told == [] and engine.metrics.requests.labels("tiny", "abort")._value.get() == counted
+    assert seq.finish_reason is FinishReason.LENGTH
+    _assert_nothing_held(engine)
