@@ -165,7 +165,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
             await usage_log.close()
             await client.close()
             await runtime.close()
-            store.close()
+            await asyncio.to_thread(store.close)  # closes the pool's connections (and PostgreSQL's lock)
 
     app = FastAPI(
         title="modelport control plane",

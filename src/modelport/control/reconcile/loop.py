@@ -133,7 +133,7 @@ class ControlLoop:
             self._wake.clear()
 
     async def tick(self) -> None:
-        endpoints, replicas = await asyncio.to_thread(self._load)
+        endpoints, replicas = await self._read()
         replicas = await self._observe(replicas, {e.id: e for e in endpoints})
         endpoints = await self._refuse_host_code(endpoints, replicas)
         # publish before acting: a replica that just became ready takes traffic before the
@@ -141,7 +141,7 @@ class ControlLoop:
         self._publish(endpoints, replicas)
         for action in plan_actions(endpoints, replicas, self.now(), self._ready_restarts):
             await self._execute(action, {e.id: e for e in endpoints}, {r.id: r for r in replicas})
-        endpoints, replicas = await asyncio.to_thread(self._load)
+        endpoints, replicas = await self._read()
         await asyncio.to_thread(self._write_status, endpoints, replicas)
         self._publish(endpoints, replicas)
         self._starting = any(r.phase == ReplicaPhase.STARTING for r in replicas)
@@ -149,7 +149,7 @@ class ControlLoop:
     async def shutdown(self, stop_replicas: bool) -> None:
         """Finish stops in progress; with stop_replicas, stop every replica and forget it."""
         if stop_replicas:
-            _, replicas = await asyncio.to_thread(self._load)
+            _, replicas = await self._read()
             for replica in replicas:
                 self.table.withdraw(replica.id)
                 if replica.id not in self._stops:
@@ -160,8 +160,24 @@ class ControlLoop:
             await asyncio.gather(*pending, return_exceptions=True)
 
     # -- steps ---------------------------------------------------------------------------
-    def _load(self) -> tuple[list[EndpointRecord], list[ReplicaRecord]]:
-        return self.store.list_endpoints(), self.store.list_replicas()
+    async def _read(self) -> tuple[list[EndpointRecord], list[ReplicaRecord]]:
+        """Endpoints and replicas from the store, with the model revisions they use now in the
+        cache (`_revision` never reads the store: it runs on the event loop)."""
+        endpoints, replicas, revisions = await asyncio.to_thread(self._load, set(self._revisions))
+        self._revisions.update(revisions)
+        return endpoints, replicas
+
+    def _load(
+        self, cached: Collection[tuple[int, int]]
+    ) -> tuple[list[EndpointRecord], list[ReplicaRecord], dict[tuple[int, int], ModelRevision]]:
+        """In a worker thread: the rows, and the revisions of their generations not in `cached`."""
+        endpoints, replicas = self.store.list_endpoints(), self.store.list_replicas()
+        wanted = {(e.id, e.generation) for e in endpoints} | {(r.endpoint_id, r.generation) for r in replicas}
+        revisions = {}
+        for key in wanted - set(cached):
+            with contextlib.suppress(NotFound):  # removed meanwhile: the next read looks again
+                revisions[key] = self.store.get_revision(*key)
+        return endpoints, replicas, revisions
 
     async def _observe(
         self, replicas: list[ReplicaRecord], endpoints: dict[int, EndpointRecord]
@@ -542,14 +558,9 @@ class ControlLoop:
         return [r for r in serving if not sleep_mode(r) or self.sleeper.routable(r.id, address(r))]
 
     def _revision(self, endpoint_id: int, generation: int) -> ModelRevision | None:
-        """A generation's model revision (immutable, so cached for the publish on every tick)."""
-        key = (endpoint_id, generation)
-        if key not in self._revisions:
-            try:
-                self._revisions[key] = self.store.get_revision(endpoint_id, generation)
-            except NotFound:
-                return None
-        return self._revisions[key]
+        """A generation's model revision, as `_read` cached it (revisions are immutable); None for
+        one the store did not have."""
+        return self._revisions.get((endpoint_id, generation))
 
 
 def _run_of(replica: ReplicaRecord, endpoint: EndpointRecord, handle: ReplicaHandle) -> ReplicaRun:
