@@ -25,13 +25,16 @@ from modelport.auth.api_keys import ADMIN, AuthError, KeyRing, Principal
 from modelport.control.api.admin_audit import AdminAudit
 from modelport.control.api.endpoint_routes import admin_check, control_router
 from modelport.control.api.key_routes import keys_router
+from modelport.control.api.key_wire import render_key
 from modelport.control.api.usage_routes import usage_router
 from modelport.control.metrics import ControlCollector
 from modelport.control.reconcile.autoscaler import Autoscaler, AutoscalerSettings
+from modelport.control.reconcile.key_sync import sync_keys
 from modelport.control.reconcile.loop import ControlLoop, LoopSettings
+from modelport.control.services.audit_service import AuditService
 from modelport.control.services.endpoint_service import EndpointService
 from modelport.control.services.errors import ControlError
-from modelport.control.services.key_service import KeyService, sync_keys
+from modelport.control.services.key_service import KeyService
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, forwarded_client, parse_networks
 from modelport.gateway.limits import PERIODS, period_start
 from modelport.gateway.metrics import GatewayMetrics
@@ -186,14 +189,13 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         except AuthError:
             return "anonymous"
 
-    app.add_middleware(
-        AdminAudit,
-        audit=store.audit,
-        actor_of=actor_of,
-        endpoint_state=lambda ns, name: _quietly(service.get, ns, name),
-        key_state=lambda key_id: _quietly(keys.get, key_id),
+    audit = AuditService(
+        store.audit,
+        endpoint_state=lambda ns, name: _quietly(lambda: service.get(ns, name)),
+        key_state=lambda key_id: _quietly(lambda: render_key(keys.get(key_id), utc_now())),
         now=utc_now,
     )
+    app.add_middleware(AdminAudit, audit=audit, actor_of=actor_of)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> Response:
@@ -252,10 +254,10 @@ def _forwarded(scope: Scope, trusted: tuple[IPNetwork, ...]) -> Scope:
     return {**scope, "client": (client, 0) if client is not None else None}
 
 
-def _quietly(read: Callable[..., dict[str, Any]], *args: str) -> dict[str, Any] | None:
-    """A resource's current state for the audit trail, or None where there is none."""
+def _quietly(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """A resource's current state for the audit trail (as the API shows it), or None where there is none."""
     try:
-        return read(*args)
+        return read()
     except (ControlError, NotFound):
         return None
 

@@ -41,11 +41,15 @@ def usage_router(
         end: str | None = Query(None, alias="to"),
     ) -> dict[str, Any]:
         begin, finish = _time(start, "from"), _time(end, "to")
-        try:
-            prices = default_prices()
-        except ValueError as exc:
-            raise ControlError(500, "configuration_error", str(exc)) from None
-        return await to_thread.run_sync(usage_report, store, by, begin, finish, now(), prices)
+
+        def report() -> dict[str, Any]:  # in a worker thread: the prices file, then the store
+            try:
+                prices = default_prices()
+            except ValueError as exc:
+                raise ControlError(500, "configuration_error", str(exc)) from None
+            return usage_report(store, by, begin, finish, now(), prices)
+
+        return await to_thread.run_sync(report)
 
     @router.get(
         "/endpoint/{namespace}/{name}/metrics",

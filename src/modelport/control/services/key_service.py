@@ -1,8 +1,10 @@
 """API keys as a resource: create (secret shown once), list, get, update, revoke, rotate, usage.
 
 The store keeps only each secret's hash. Every change is also put into the gateway's
-`KeyRing` at once, so a revoked key is refused from the next request on; a background sync
-(`sync_keys`) re-reads the store twice a second for any change made elsewhere.
+`KeyRing` once it is committed, so a revoked key is refused from the next request on (the
+control plane's key sync, control/reconcile/key_sync.py, picks up changes made elsewhere).
+What a body says arrives parsed (control/api/key_wire.py); the answers are records, shown by
+the API.
 
 An admin key manages only keys within its own power: it never makes, changes, rotates or
 revokes a key with a scope it lacks or endpoints outside its own, so it cannot mint the `host`
@@ -11,104 +13,67 @@ scope it was not given (the admin token has every scope).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import dataclasses
 import functools
 import logging
-import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from typing import Any
 
 from modelport.auth.api_keys import KeyRing, Principal, new_key, secret_hash
-from modelport.control.services.errors import ControlError, validation_error
+from modelport.control.services.errors import ControlError
 from modelport.gateway.limits import period_start
-from modelport.spec.names import NAME_PATTERN
 from modelport.store import session
 from modelport.store.errors import NotFound
 from modelport.store.records import ApiKeyRecord
 from modelport.store.repository import Store
 
 log = logging.getLogger("modelport.keys")
-_NAME = NAME_PATTERN.strip("^$")
-_PATTERN = re.compile(rf"^(\*|{_NAME}/(\*|{_NAME}))$")
+
+DEFAULT_SCOPES = ("inference",)
+DEFAULT_ENDPOINTS = ("*",)
+DEFAULT_BUDGET_PERIOD = "month"
+LIMITS = ("requests_per_minute", "tokens_per_minute", "token_budget", "budget_period")
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+@dataclass(frozen=True)
+class Expiry:
+    """When a key stops working: at a time, a while after the change, or never (neither given)."""
+
+    at: datetime | None = None
+    after: timedelta | None = None
 
 
-class KeyLimits(_Wire):
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    token_budget: int | None = Field(default=None, ge=1)
-    budget_period: Literal["hour", "day", "month"] = "month"  # gateway/limits.py PERIODS
+@dataclass(frozen=True)
+class KeyChanges:
+    """What a create or an update asks for; None (or a limit left out): not asked, so a create
+    takes the default and an update keeps what the key has."""
+
+    name: str | None = None
+    scopes: list[str] | None = None
+    endpoints: list[str] | None = None
+    expiry: Expiry | None = None
+    limits: dict[str, Any] = field(default_factory=dict)  # of LIMITS
 
 
-class KeyFields(_Wire):
-    name: str | None = Field(default=None, min_length=1, max_length=64)
-    # auth/api_keys.py SCOPES
-    scopes: list[Literal["inference", "admin", "host"]] | None = Field(default=None, min_length=1)
-    endpoints: list[str] | None = Field(default=None, min_length=1)
-    expires_at: datetime | None = None
-    expires_in: int | None = Field(default=None, ge=1, description="seconds from now")
-    limits: KeyLimits | None = None
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just made (or rotated to) and its secret, which is never stored or shown again."""
 
-    @field_validator("endpoints")
-    @classmethod
-    def _patterns(cls, value: list[str] | None) -> list[str] | None:
-        for item in value or []:
-            if not _PATTERN.match(item):
-                raise ValueError(f'{item!r} is not an endpoint pattern: use "ns/name", "ns/*" or "*"')
-        return value
+    record: ApiKeyRecord
+    secret: str
 
 
-class RotateBody(_Wire):
-    overlap_seconds: int = Field(default=3600, ge=0, le=30 * 86400)
-
-
-def render_key(key: ApiKeyRecord, now: datetime, secret: str | None = None) -> dict[str, Any]:
-    status = "active"
-    if key.revoked_at is not None and key.revoked_at <= now:
-        status = "revoked"
-    elif key.expires_at is not None and key.expires_at <= now:
-        status = "expired"
-    out: dict[str, Any] = {
-        "id": key.id,
-        "name": key.name,
-        "prefix": f"mp_{key.id}",
-        "scopes": key.scopes,
-        "endpoints": key.endpoints,
-        "limits": {
-            "requestsPerMinute": key.requests_per_minute,
-            "tokensPerMinute": key.tokens_per_minute,
-            "tokenBudget": key.token_budget,
-            "budgetPeriod": key.budget_period,
-        },
-        "createdAt": key.created_at.isoformat(),
-        "expiresAt": key.expires_at.isoformat() if key.expires_at else None,
-        "revokedAt": key.revoked_at.isoformat() if key.revoked_at else None,
-        "rotatedTo": key.rotated_to,
-        "status": status,
-    }
-    if secret is not None:
-        out["key"] = secret
-    return out
-
-
-def _parse(body: Any) -> KeyFields:
-    if not isinstance(body, dict):
-        raise ControlError(422, "validation", "the request body must be a JSON object")
-    try:
-        fields = KeyFields.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-    if fields.expires_at is not None and fields.expires_in is not None:
-        raise ControlError(422, "validation", "give expiresAt or expiresIn, not both", "expiresIn")
-    return fields
+@dataclass(frozen=True)
+class KeyUsage:
+    key: ApiKeyRecord
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    by_endpoint: list[dict[str, Any]]  # the store's rows: namespace, name, requests, tokens
+    period_start: datetime  # of the key's budget period now
+    used_this_period: int  # tokens
 
 
 class KeyService:
@@ -117,124 +82,108 @@ class KeyService:
         self.ring = ring
         self.now = now
 
-    def create(self, body: Any, principal: Principal) -> dict[str, Any]:
-        fields = _parse(body)
-        if fields.name is None:
+    def create(self, asked: KeyChanges, principal: Principal) -> IssuedKey:
+        if asked.name is None:
             raise ControlError(422, "validation", "name: a key needs a name", "name")
         now = self.now()
-        limits = fields.limits or KeyLimits()
-        scopes, endpoints = list(fields.scopes or ["inference"]), list(fields.endpoints or ["*"])
+        limits = {**dict.fromkeys(LIMITS), "budget_period": DEFAULT_BUDGET_PERIOD, **asked.limits}
+        scopes = list(asked.scopes or DEFAULT_SCOPES)
+        endpoints = list(asked.endpoints or DEFAULT_ENDPOINTS)
         _check_power(principal, scopes, endpoints)
         key_id, secret = new_key()
         record = self.store.keys.create(
             ApiKeyRecord(
                 id=key_id,
-                name=fields.name,
+                name=asked.name,
                 secret_hash=secret_hash(secret),
                 scopes=scopes,
                 endpoints=endpoints,
-                requests_per_minute=limits.requests_per_minute,
-                tokens_per_minute=limits.tokens_per_minute,
-                token_budget=limits.token_budget,
-                budget_period=limits.budget_period,
+                requests_per_minute=limits["requests_per_minute"],
+                tokens_per_minute=limits["tokens_per_minute"],
+                token_budget=limits["token_budget"],
+                budget_period=limits["budget_period"],
                 created_at=now,
-                expires_at=self._expiry(fields, now),
+                expires_at=_expiry(asked.expiry, now),
                 revoked_at=None,
                 rotated_to=None,
             )
         )
         self._publish(record)
         log.info("created API key %s (%s)", record.id, record.name)
-        return render_key(record, now, secret)
+        return IssuedKey(record, secret)
 
     def _publish(self, record: ApiKeyRecord) -> None:
         """Give the gateway the key once its change is committed (an admin call whose audit record
         fails is rolled back, and the gateway must not keep what the store lost)."""
         session.after_commit(self.store.engine, functools.partial(self.ring.put, record))
 
-    def list(self) -> dict[str, Any]:
-        now = self.now()
-        return {"items": [render_key(k, now) for k in self.store.keys.list()]}
+    def list(self) -> list[ApiKeyRecord]:
+        return self.store.keys.list()
 
-    def get(self, key_id: str) -> dict[str, Any]:
-        return render_key(self._find(key_id), self.now())
+    def get(self, key_id: str) -> ApiKeyRecord:
+        return self._find(key_id)
 
-    def update(self, key_id: str, body: Any, principal: Principal) -> dict[str, Any]:
+    def update(self, key_id: str, asked: KeyChanges, principal: Principal) -> ApiKeyRecord:
         current = self._find_within(key_id, principal)
-        fields = _parse(body)
-        now = self.now()
-        changes: dict[str, Any] = {}
-        if fields.name is not None:
-            changes["name"] = fields.name
-        if fields.scopes is not None:
-            changes["scopes"] = list(fields.scopes)
-        if fields.endpoints is not None:
-            changes["endpoints"] = list(fields.endpoints)
-        if "expires_at" in fields.model_fields_set or fields.expires_in is not None:
-            changes["expires_at"] = self._expiry(fields, now)
-        if fields.limits is not None:
-            given = fields.limits.model_fields_set
-            for name in ("requests_per_minute", "tokens_per_minute", "token_budget", "budget_period"):
-                if name in given:
-                    changes[name] = getattr(fields.limits, name)
+        given = {"name": asked.name, "scopes": asked.scopes, "endpoints": asked.endpoints}
+        changes: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        if asked.expiry is not None:
+            changes["expires_at"] = _expiry(asked.expiry, self.now())
+        changes.update(asked.limits)
         scopes, endpoints = changes.get("scopes", current.scopes), changes.get("endpoints", current.endpoints)
         _check_power(principal, scopes, endpoints)
         record = self.store.keys.update(current.id, **changes) if changes else current
         self._publish(record)
-        return render_key(record, now)
+        return record
 
-    def revoke(self, key_id: str, principal: Principal) -> dict[str, Any]:
+    def revoke(self, key_id: str, principal: Principal) -> ApiKeyRecord:
         current = self._find_within(key_id, principal)
-        now = self.now()
-        record = current if current.revoked_at else self.store.keys.update(current.id, revoked_at=now)
+        record = current if current.revoked_at else self.store.keys.update(current.id, revoked_at=self.now())
         self._publish(record)
         log.info("revoked API key %s", record.id)
-        return render_key(record, now)
+        return record
 
-    def rotate(self, key_id: str, body: Any, principal: Principal) -> dict[str, Any]:
+    def rotate(self, key_id: str, overlap: timedelta, principal: Principal) -> IssuedKey:
+        """A new key with the old one's name, scopes, endpoints, limits and expiry; the old one
+        works for `overlap` more (never past its own expiry)."""
         current = self._find_within(key_id, principal)
-        try:
-            overlap = RotateBody.model_validate(body if isinstance(body, dict) else {})
-        except ValidationError as exc:
-            raise validation_error(exc) from None
         now = self.now()
         if current.revoked_at is not None:
             raise ControlError(400, "bad_request", f"key {key_id} is revoked: create a new key instead")
         new_id, secret = new_key()
-        old_end = now + timedelta(seconds=overlap.overlap_seconds)
+        old_end = now + overlap
         if current.expires_at is not None:
             old_end = min(old_end, current.expires_at)
-        fresh = ApiKeyRecord(
-            **{**current.__dict__, "id": new_id, "secret_hash": secret_hash(secret), "created_at": now,
-               "revoked_at": None, "rotated_to": None}
-        )  # fmt: skip
+        fresh = dataclasses.replace(
+            current,
+            id=new_id,
+            secret_hash=secret_hash(secret),
+            created_at=now,
+            revoked_at=None,
+            rotated_to=None,
+        )
         record = self.store.keys.rotate(current.id, fresh, old_end)
         self._publish(record)
         self._publish(self.store.keys.get(current.id))
         log.info("rotated API key %s to %s (old one works until %s)", current.id, new_id, old_end.isoformat())
-        return render_key(record, now, secret)
+        return IssuedKey(record, secret)
 
-    def usage(self, key_id: str) -> dict[str, Any]:
+    def usage(self, key_id: str) -> KeyUsage:
         key = self._find(key_id)
-        now = self.now()
         rows = self.store.usage.by_endpoint(key_id=key.id)
-        start = period_start(key.budget_period, now)
+        start = period_start(key.budget_period, self.now())
         used = sum(
             r["prompt_tokens"] + r["completion_tokens"] for r in self.store.usage.by_endpoint(key.id, start)
         )
-        return {
-            "keyId": key.id,
-            "requests": sum(r["requests"] for r in rows),
-            "promptTokens": sum(r["prompt_tokens"] for r in rows),
-            "completionTokens": sum(r["completion_tokens"] for r in rows),
-            "byEndpoint": [_endpoint_usage(r) for r in rows],
-            "budget": {
-                "period": key.budget_period,
-                "periodStart": start.isoformat(),
-                "used": used,
-                "limit": key.token_budget,
-            },
-        }
+        return KeyUsage(
+            key=key,
+            requests=sum(r["requests"] for r in rows),
+            prompt_tokens=sum(r["prompt_tokens"] for r in rows),
+            completion_tokens=sum(r["completion_tokens"] for r in rows),
+            by_endpoint=rows,
+            period_start=start,
+            used_this_period=used,
+        )
 
     def _find(self, key_id: str) -> ApiKeyRecord:
         try:
@@ -247,19 +196,19 @@ class KeyService:
         _check_power(principal, key.scopes, key.endpoints, f"key {key.id}")
         return key
 
-    def _expiry(self, fields: KeyFields, now: datetime) -> datetime | None:
-        if fields.expires_in is not None:
-            return now + timedelta(seconds=fields.expires_in)
-        if fields.expires_at is not None:
-            at = (
-                fields.expires_at
-                if fields.expires_at.tzinfo
-                else fields.expires_at.replace(tzinfo=now.tzinfo)
-            )
-            if at <= now:
-                raise ControlError(422, "validation", "expiresAt is in the past", "expiresAt")
-            return at
+
+def _expiry(expiry: Expiry | None, now: datetime) -> datetime | None:
+    """The moment a key expires (None: never); a time given without a zone is in `now`'s."""
+    if expiry is None:
         return None
+    if expiry.after is not None:
+        return now + expiry.after
+    if expiry.at is not None:
+        at = expiry.at if expiry.at.tzinfo else expiry.at.replace(tzinfo=now.tzinfo)
+        if at <= now:
+            raise ControlError(422, "validation", "expiresAt is in the past", "expiresAt")
+        return at
+    return None
 
 
 def _check_power(principal: Principal, scopes: list[str], endpoints: list[str], what: str = "") -> None:
@@ -267,21 +216,3 @@ def _check_power(principal: Principal, scopes: list[str], endpoints: list[str], 
     if why is not None:
         about = f" on {what}" if what else ""
         raise ControlError(403, "forbidden", f"an admin key may not act{about}: {why}", "scopes")
-
-
-def _endpoint_usage(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "namespace": row["namespace"],
-        "name": row["name"],
-        "requests": row["requests"],
-        "promptTokens": row["prompt_tokens"],
-        "completionTokens": row["completion_tokens"],
-    }
-
-
-async def sync_keys(store: Store, ring: KeyRing, interval_s: float = 0.5) -> None:
-    """Keep the ring equal to the store (changes made by another process, expiry needs none)."""
-    while True:
-        with contextlib.suppress(Exception):
-            ring.replace(await asyncio.to_thread(store.keys.list))
-        await asyncio.sleep(interval_s)
