@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,6 +24,7 @@ from modelport import envs
 from modelport.auth.api_keys import ADMIN, AuthError, KeyRing, Principal
 from modelport.control.api.admin_audit import AdminAudit
 from modelport.control.api.endpoint_routes import admin_check, control_router
+from modelport.control.api.error_handlers import add_error_handlers
 from modelport.control.api.key_routes import keys_router
 from modelport.control.api.key_wire import render_key
 from modelport.control.api.usage_routes import usage_router
@@ -43,7 +44,6 @@ from modelport.gateway.routing import IPNetwork, RoutingTable
 from modelport.gateway.upstream import Upstream
 from modelport.observe.retention import run_retention
 from modelport.observe.usage_log import UsageLog
-from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware
 from modelport.runtime.base import Runtime
 from modelport.runtime.local import LocalRuntime
@@ -197,13 +197,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
     )
     app.add_middleware(AdminAudit, audit=audit, actor_of=actor_of)
 
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> Response:
-        return JSONResponse({"error": exc.message, "error_type": exc.error_type or "bad_request"}, exc.status)
-
-    @app.exception_handler(ControlError)
-    async def control_error(request: Request, exc: ControlError) -> Response:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    add_error_handlers(app)
 
     @app.get("/health", tags=["system"], summary="The control plane is up")
     async def health() -> dict[str, str]:
