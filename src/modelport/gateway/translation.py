@@ -1,6 +1,6 @@
 """TGI, TEI and HF-task requests for engines that only speak OpenAI (vLLM, llama.cpp, SGLang).
 
-`plan` decides from the route called and the APIs the endpoint's engine has: `/generate`,
+`translation_for` decides from the route called and the APIs the endpoint's engine has: `/generate`,
 `/generate_stream` and the task route `/` (text-generation) become `/v1/completions`; `/embed`
 and `/` (feature-extraction) become `/v1/embeddings`. Answers come back in the shape the
 `text-generation` client and huggingface_hub's InferenceClient parse, streaming included:
@@ -19,7 +19,7 @@ from typing import Any
 from starlette.responses import Response
 
 from modelport.gateway.metering import Call
-from modelport.gateway.relay import RelayedResponse
+from modelport.gateway.relayed_response import RelayedResponse
 from modelport.gateway.routing import EndpointView
 from modelport.gateway.upstream import UpstreamResponse
 from modelport.protocol.errors import APIError, Dialect, error_message, render, tgi_status

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from modelport.gateway.context import MAX_HOLD_S, hold_seconds
 from modelport.gateway.paths import check_forwarded
-from modelport.gateway.proxy import MAX_HOLD_S, _hold_seconds
 from modelport.protocol.errors import APIError
 
 
@@ -81,4 +81,4 @@ def test_a_known_route_with_another_method_is_a_405() -> None:
     ],
 )
 def test_the_hold_header_is_finite_and_capped(header: str | None, expected: float) -> None:
-    assert _hold_seconds(header, 120.0) == expected
+    assert hold_seconds(header, 120.0) == expected

@@ -21,7 +21,7 @@ from huggingface_hub.inference._common import (
 from text_generation.types import Response, StreamResponse
 
 from modelport.gateway.metering import Call
-from modelport.gateway.relay import RelayedResponse
+from modelport.gateway.relayed_response import RelayedResponse
 from modelport.gateway.routing import EndpointView
 from modelport.gateway.translation import TgiStream, Translation, translation_for
 from modelport.gateway.upstream import UpstreamResponse
