@@ -42,8 +42,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 # the caller's own X-Forwarded-For is not passed on: the replica gets the one address the
-# gateway decided (ControlPlaneApp applies --trusted-proxy), never a chain the caller wrote
-NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "forwarded", "x-real-ip"}
+# gateway decided (ControlPlaneApp applies --trusted-proxy), never a chain the caller wrote;
+# likewise one X-Request-ID, the gateway's (the caller's only when it is well formed)
+NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "forwarded", "x-real-ip", "x-request-id"}
 
 
 @dataclass(frozen=True, slots=True)
