@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from modelport.gateway.context import MAX_HOLD_S, hold_seconds
 from modelport.gateway.paths import check_forwarded
 from modelport.protocol.errors import APIError
 
@@ -65,20 +64,3 @@ def test_a_known_route_with_another_method_is_a_405() -> None:
     assert err.value.status == 405 and "POST" in err.value.message
     with pytest.raises(APIError):
         check_forwarded("DELETE", "/v1/models")
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        (None, 120.0),
-        ("30", 30.0),
-        ("-5", 0.0),
-        ("1e9", MAX_HOLD_S),
-        ("nan", 120.0),
-        ("inf", 120.0),
-        ("-inf", 120.0),
-        ("soon", 120.0),
-    ],
-)
-def test_the_hold_header_is_finite_and_capped(header: str | None, expected: float) -> None:
-    assert hold_seconds(header, 120.0) == expected
