@@ -105,6 +105,8 @@ class Gateway:
         await response(scope, receive, send)
 
     async def handle(self, request: Request, namespace: str, name: str, path: str) -> Response:
+        """One request, top to bottom. Every way out releases what it holds and records it once:
+        a refusal here, a client that left or a bug below, or the answer's end (`_relay_ended`)."""
         ctx = arrive(request, namespace, name, path, self.clock, self.wall, self.settings.hold_s)
         releases = Releases()  # what the request holds until it ends
         admitted: Admitted | None = None
