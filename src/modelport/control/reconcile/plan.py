@@ -1,7 +1,7 @@
 """The reconciler's brain: desired endpoints + observed replicas -> actions, and the status.
 
-Pure functions of store records and an injected `now`; the loop (control/reconcile/loop.py) executes
-the actions through the runtime. Rules, per endpoint:
+Pure functions of store records and an injected `now`; the loop (control/reconcile/loop.py) has
+them carried out through the runtime (actions.py). Rules, per endpoint:
 - paused / scaled to zero / deleting: stop every replica; a deleting endpoint with none left
   is removed.
 - failed: nothing runs until an update or resume clears it.
