@@ -23,46 +23,12 @@ from modelport.auth.admin_token import token_hash
 from modelport.control.app import ControlConfig, ControlPlaneApp, create_control_app
 from modelport.control.reconcile.autoscaler import AutoscalerSettings
 from modelport.control.reconcile.loop import LoopSettings
-from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaObservation, ReplicaPhase
 from tests.integration.control.loop_thread_guard import loop_thread_guard
 from tests.support.custom_app import build
+from tests.support.fake_runtimes import OneServerRuntime
 
 TOKEN = "mp_admin_off-loop-test"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
-
-
-class OneServerRuntime:
-    """Every replica is the one HTTP server at `port`; it is ready as soon as it is started."""
-
-    name = "fake"
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.stopped: list[str] = []
-
-    async def prepare(self) -> None:
-        return None
-
-    async def start(self, spec: LaunchSpec) -> ReplicaHandle:
-        return ReplicaHandle(spec.replica_id, self.name, 1, time.time(), self.port, "", "/health")
-
-    async def observe(self, handle: ReplicaHandle) -> ReplicaObservation:
-        return ReplicaObservation(handle, ReplicaPhase.READY, None, [])
-
-    async def stop(self, handle: ReplicaHandle, grace_s: float = 30.0) -> None:
-        self.stopped.append(handle.replica_id)
-
-    async def discard(self, replica_id: str) -> int:
-        return 0
-
-    def address(self, handle: ReplicaHandle) -> str:
-        return f"http://127.0.0.1:{handle.port}"
-
-    async def logs(self, handle: ReplicaHandle, tail: int = 200) -> list[str]:
-        return ["a log line"]
-
-    async def close(self) -> None:
-        return None
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,40 +15,10 @@ import httpx
 from modelport.auth.admin_token import token_hash
 from modelport.control.app import ControlConfig, create_control_app
 from modelport.control.reconcile.autoscaler import AutoscalerSettings
-from modelport.runtime.base import LaunchSpec, ReplicaHandle, ReplicaObservation, ReplicaPhase
+from tests.support.fake_runtimes import IdleRuntime
 
 TOKEN = "mp_admin_api-tests"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
-
-
-class IdleRuntime:
-    """Replicas that start and never get ready (nothing runs)."""
-
-    name = "idle"
-
-    async def prepare(self) -> None:
-        return None
-
-    async def start(self, spec: LaunchSpec) -> ReplicaHandle:
-        return ReplicaHandle(spec.replica_id, self.name, 1, time.time(), 9, "", "/health")
-
-    async def observe(self, handle: ReplicaHandle) -> ReplicaObservation:
-        return ReplicaObservation(handle, ReplicaPhase.STARTING, None, [])
-
-    async def stop(self, handle: ReplicaHandle, grace_s: float = 30.0) -> None:
-        return None
-
-    async def discard(self, replica_id: str) -> int:
-        return 0
-
-    def address(self, handle: ReplicaHandle) -> str:
-        return f"http://127.0.0.1:{handle.port}"
-
-    async def logs(self, handle: ReplicaHandle, tail: int = 200) -> list[str]:
-        return []
-
-    async def close(self) -> None:
-        return None
 
 
 @contextlib.asynccontextmanager

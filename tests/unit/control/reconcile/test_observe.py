@@ -17,8 +17,8 @@ from modelport.runtime.base import ReplicaPhase
 from modelport.spec.endpoint import EndpointSpec
 from modelport.store.records import EndpointRecord, ReplicaRecord
 from modelport.store.repository import Store
+from tests.support.fake_runtimes import ScriptedRuntime, handle_of
 from tests.unit.control.conftest import Clock
-from tests.unit.control.reconcile.scripted_runtime import ScriptedRuntime, handle_of
 
 SETTINGS = LoopSettings(interval_s=0.5, start_timeout_s=60.0, unhealthy_probes=3, unhealthy_stop_grace_s=1.0)
 

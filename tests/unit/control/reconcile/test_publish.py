@@ -16,7 +16,7 @@ from modelport.gateway.routing import RoutingTable
 from modelport.placement.resources import fields_from_spec, revision_from_spec
 from modelport.spec.endpoint import EndpointSpec
 from modelport.store.records import EndpointRecord, ReplicaRecord
-from tests.unit.control.reconcile.scripted_runtime import ScriptedRuntime, handle_of
+from tests.support.fake_runtimes import ScriptedRuntime, handle_of
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SPEC = EndpointSpec.model_validate({"name": "chat", "model": {"repository": "org/chat"}})
