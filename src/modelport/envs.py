@@ -170,6 +170,29 @@ MAX_HELD = EnvVar(
     "are answered 429 at once.",
 )
 
+MAX_IMAGE_BODY = EnvVar(
+    "MODELPORT_MAX_IMAGE_BODY",
+    str(20 * 1024 * 1024),
+    "Largest image/* request body (bytes) the gateway takes on a task route (`/`, `/predict`); "
+    "past it: 413. JSON and text bodies keep the control plane's body limit.",
+)
+MAX_AUDIO_BODY = EnvVar(
+    "MODELPORT_MAX_AUDIO_BODY",
+    str(25 * 1024 * 1024),
+    "Largest audio/* request body (bytes) the gateway takes on a task or OpenAI audio route; past it: 413.",
+)
+MAX_MULTIPART_BODY = EnvVar(
+    "MODELPORT_MAX_MULTIPART_BODY",
+    str(25 * 1024 * 1024),
+    "Largest multipart/form-data request body (bytes, OpenAI's audio uploads) the gateway takes; "
+    "past it: 413.",
+)
+MAX_BINARY_BODY = EnvVar(
+    "MODELPORT_MAX_BINARY_BODY",
+    str(25 * 1024 * 1024),
+    "Largest application/octet-stream request body (bytes) the gateway takes on a task route; past it: 413.",
+)
+
 CHAT_TEMPLATE_TIMEOUT_S = EnvVar(
     "MODELPORT_CHAT_TEMPLATE_TIMEOUT_S",
     "5",
@@ -210,6 +233,10 @@ ALL: tuple[EnvVar, ...] = (
     UPSTREAM_FIRST_BYTE_TIMEOUT,
     UPSTREAM_IDLE_TIMEOUT,
     MAX_HELD,
+    MAX_IMAGE_BODY,
+    MAX_AUDIO_BODY,
+    MAX_MULTIPART_BODY,
+    MAX_BINARY_BODY,
 )
 
 
@@ -271,6 +298,15 @@ def positive_float(var: EnvVar) -> float:
     except ValueError:
         value = float(var.default)
     return value if math.isfinite(value) and value > 0 else float(var.default)
+
+
+def byte_count(var: EnvVar) -> int:
+    """A whole number of bytes > 0, else the variable's default (a typo must not lift a limit)."""
+    try:
+        value = int(var.get())
+    except ValueError:
+        value = int(var.default)
+    return value if value > 0 else int(var.default)
 
 
 def chat_template_timeout_s() -> float:
