@@ -113,7 +113,7 @@ class UsageLog:
         log.error(
             "the store refused the usage and audit record of request %s and it was set aside (%s): "
             "key=%s endpoint=%s/%s served_by=%s path=%.200r status=%d prompt_tokens=%d "
-            "completion_tokens=%d started_at=%s text_kept=%s",
+            "completion_tokens=%d units=%s started_at=%s text_kept=%s",
             record.request_id,
             _why(exc),
             record.key_id,
@@ -124,6 +124,7 @@ class UsageLog:
             record.status,
             record.prompt_tokens,
             record.completion_tokens,
+            record.units,
             timestamp(record.started_at),
             text is not None,
         )
@@ -188,6 +189,8 @@ def audit_entry(record: UsageRecord, text: RequestText | None = None) -> AuditEn
         "latency_ms": round(record.latency_ms, 3),
         "first_byte_ms": None if record.first_byte_ms is None else round(record.first_byte_ms, 3),
     }
+    if record.units:  # only when reported: token-only requests keep the detail they always had
+        detail["units"] = dict(record.units)
     if text is not None:
         detail["text"] = {"sha256": text.digest, "kept_until": timestamp(text.expires_at)}
     return AuditEntry(

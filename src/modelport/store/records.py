@@ -116,6 +116,8 @@ class UsageRecord:
     client: str | None = None  # the caller's address
     model: str | None = None  # the model of the replica that served it: repository ...
     revision: str | None = None  # ... and revision
+    # work that is not tokens, as the replica reported it: audio_seconds, images, documents, pixels
+    units: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

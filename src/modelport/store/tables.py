@@ -130,6 +130,8 @@ usage_records = Table(
     Column("client", String(64), nullable=True),  # the caller's address
     Column("model", String(512), nullable=True),  # the served model's repository ...
     Column("revision", String(128), nullable=True),  # ... and pinned revision
+    # {unit: amount} a replica reported (audio_seconds, images, documents, pixels); NULL: none
+    Column("units", JSON(none_as_null=True), nullable=True),
 )
 
 # request and completion texts of endpoints that opted in (traffic.recordText), until expires_at;

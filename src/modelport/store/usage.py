@@ -77,13 +77,16 @@ class UsageStore:
             query = query.where(_t.c.started_at < end)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(*groups)).mappings().all()
+            units = _unit_sums(conn, groups, start, end)
         out = []
         for row in rows:
             counts = {k: int(row[k] or 0) for k in _COUNTS}
+            group = tuple(row[c.name] for c in groups)
             if by == "endpoint":
                 out.append({"namespace": row["namespace"], "endpoint": row["served_by"], **counts})
             else:
                 out.append({"key_id": row["key_id"], **counts})
+            out[-1]["units"] = units.get(group, {})
         return out
 
     def points(self, namespace: str, endpoint: str, start: datetime, end: datetime) -> list[RequestPoint]:
@@ -115,3 +118,25 @@ class UsageStore:
         )
         with self.engine.connect() as conn:
             return {row.key_id: int(row.tokens or 0) for row in conn.execute(query)}
+
+
+def _unit_sums(
+    conn: Connection, groups: list[Any], start: datetime | None, end: datetime | None
+) -> dict[tuple[Any, ...], dict[str, float]]:
+    """{group: {unit: total}} of the requests in [start, end) that carry units. Summed here, not
+    in SQL: the JSON functions differ between SQLite and PostgreSQL, and only task-route
+    requests (images, audio, documents) have units at all."""
+    query = select(*groups, _t.c.units).where(_t.c.units.is_not(None))
+    if start is not None:
+        query = query.where(_t.c.started_at >= start)
+    if end is not None:
+        query = query.where(_t.c.started_at < end)
+    sums: dict[tuple[Any, ...], dict[str, float]] = {}
+    for *group, units in conn.execute(query):
+        if not isinstance(units, dict):
+            continue
+        totals = sums.setdefault(tuple(group), {})
+        for name, amount in units.items():
+            if isinstance(amount, int | float) and not isinstance(amount, bool):
+                totals[name] = totals.get(name, 0.0) + float(amount)
+    return {group: {k: round(v, 6) for k, v in sorted(t.items())} for group, t in sums.items()}
