@@ -1,4 +1,5 @@
-"""`modelport usage`: requests, tokens, replica-seconds and cost per endpoint or key."""
+"""`modelport usage`: requests, tokens, units (audio seconds, images, ...), replica-seconds and cost
+per endpoint or key."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ class By(StrEnum):
 
 
 _ENDPOINT_COLUMNS = ("namespace", "endpoint", "requests", "errors", "prompt_tokens", "completion_tokens",
-                     "replica_seconds", "cost_usd", "cost_per_million_tokens")  # fmt: skip
-_KEY_COLUMNS = ("key_id", "key_name", "requests", "errors", "prompt_tokens", "completion_tokens")
+                     "units", "replica_seconds", "cost_usd", "cost_per_million_tokens")  # fmt: skip
+_KEY_COLUMNS = ("key_id", "key_name", "requests", "errors", "prompt_tokens", "completion_tokens", "units")
 
 
 @exits_cleanly
@@ -36,13 +37,15 @@ def usage_command(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Requests, tokens, replica-seconds (billed per second) and cost, from the control plane."""
+    """Requests, tokens, units (audio seconds, images, documents, pixels), replica-seconds (billed
+    per second) and cost, from the control plane."""
     report = Client(url, token).usage(by.value, start, end)
     if as_json:
         print(json.dumps(report))
         return
     columns = _ENDPOINT_COLUMNS if by == By.endpoint else _KEY_COLUMNS
     rows = [*report["items"], {columns[0]: "total", **report["totals"]}]
+    rows = [{**row, "units": _units(row.get("units"))} for row in rows]
     if as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -53,6 +56,13 @@ def usage_command(
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     out.print(table)
+
+
+def _units(units: Any) -> str | None:
+    """`audio_seconds=3.25 images=1`: the work that is not tokens, one cell (None: none)."""
+    if not isinstance(units, dict) or not units:
+        return None
+    return " ".join(f"{name}={amount:.6f}".rstrip("0").rstrip(".") for name, amount in sorted(units.items()))
 
 
 def _cell(value: Any) -> str:

@@ -34,7 +34,11 @@ def usage_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v2", dependencies=[Depends(require_admin)], tags=["usage"])
 
-    @router.get("/usage", summary="Requests, tokens, replica-seconds and cost per endpoint or key")
+    @router.get(
+        "/usage",
+        summary="Requests, tokens, units (audio seconds, images, ...), replica-seconds and cost per "
+        "endpoint or key",
+    )
     async def usage(
         by: str = Query("endpoint", pattern="^(endpoint|key)$"),
         start: str | None = Query(None, alias="from"),

@@ -1,10 +1,11 @@
-"""Usage reports: requests, tokens, replica-seconds and cost per endpoint or per key in a time
-window (replica-seconds billed per second from the replicas' own process lifetimes), and one
+"""Usage reports: requests, tokens, units (audio seconds, images, documents, pixels that task
+routes reported), replica-seconds and cost per endpoint or per key in a time window
+(replica-seconds billed per second from the replicas' own process lifetimes), and one
 endpoint's time series. Served by control/api/usage_routes.py."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ def usage_report(
     else:
         items = _by_endpoint(store, start, end, now, prices)
     totals: dict[str, Any] = {k: sum(int(i[k]) for i in items) for k in _COUNTS}
+    totals["units"] = _sum_units(i.get("units") or {} for i in items)
     if by == "endpoint":
         totals["replica_seconds"] = round(sum(i["replica_seconds"] for i in items), 3)
         totals["cost_usd"] = round(sum(i["cost_usd"] for i in items), 6)
@@ -42,7 +44,8 @@ def _by_endpoint(
     seconds = replica_seconds(store.runs.overlapping(start, end), start, end, now)
     items = []
     for key in sorted(set(counted) | set(seconds)):
-        row = counted.get(key) or {"namespace": key[0], "endpoint": key[1], **dict.fromkeys(_COUNTS, 0)}
+        row = counted.get(key) or {"namespace": key[0], "endpoint": key[1], **dict.fromkeys(_COUNTS, 0),
+                                   "units": {}}  # fmt: skip
         spent, billed, hardware = 0.0, 0.0, []
         for name, secs in sorted(seconds.get(key, {}).items()):
             instance_type, _, instance_size = name.partition("/")
@@ -63,6 +66,15 @@ def _by_endpoint(
             "cost_per_million_tokens": None if per_million is None else round(per_million, 6),
         })  # fmt: skip
     return items
+
+
+def _sum_units(each: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Work that is not tokens (audio_seconds, images, documents, pixels), added up by unit."""
+    total: dict[str, float] = {}
+    for units in each:
+        for name, amount in units.items():
+            total[name] = total.get(name, 0.0) + amount
+    return {name: round(amount, 6) for name, amount in sorted(total.items())}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -3,6 +3,7 @@ clipped to the window and priced per second, and one endpoint's series."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
@@ -57,7 +58,7 @@ def test_per_endpoint_tokens_and_replica_seconds_priced_per_second(store: Store)
     assert item["cost_usd"] == pytest.approx(1.8)
     assert item["cost_per_million_tokens"] == pytest.approx(1.8 / 60 * 1e6)
     assert report["totals"] == {"requests": 2, "errors": 1, "prompt_tokens": 20, "completion_tokens": 40,
-                                "replica_seconds": 3600.0, "cost_usd": 1.8}  # fmt: skip
+                                "units": {}, "replica_seconds": 3600.0, "cost_usd": 1.8}  # fmt: skip
     assert (report["from"], report["at"]) == (START.isoformat(), (START + HOUR).isoformat())
 
 
@@ -66,6 +67,24 @@ def test_an_endpoint_with_replica_time_and_no_requests_is_listed(store: Store) -
     [item] = usage_report(store, "endpoint", None, None, START + HOUR, {})["items"]
     assert (item["endpoint"], item["requests"], item["replica_seconds"]) == ("chat", 0, 3600.0)
     assert item["cost_per_million_tokens"] is None  # no tokens to divide by
+    assert item["units"] == {}
+
+
+def test_units_are_totalled_per_endpoint_and_over_all(store: Store) -> None:
+    """Audio seconds, images and the like that task routes reported, beside the tokens."""
+    audio = [dataclasses.replace(request(n, START, endpoint="asr"), units={"audio_seconds": s})
+             for n, s in ((1, 3.25), (2, 1.5))]  # fmt: skip
+    images = dataclasses.replace(request(3, START, endpoint="sd"), units={"images": 2, "pixels": 524288})
+    store.usage.add([*audio, images, request(4, START)])
+    report = usage_report(store, "endpoint", None, None, START + HOUR, {})
+    assert {i["endpoint"]: i["units"] for i in report["items"]} == {
+        "asr": {"audio_seconds": 4.75},
+        "chat": {},
+        "sd": {"images": 2.0, "pixels": 524288.0},
+    }
+    assert report["totals"]["units"] == {"audio_seconds": 4.75, "images": 2.0, "pixels": 524288.0}
+    by_key = usage_report(store, "key", None, None, START + HOUR, {})
+    assert by_key["totals"]["units"] == report["totals"]["units"]
 
 
 def test_per_key_with_the_keys_names(store: Store) -> None:
