@@ -42,7 +42,17 @@ def serve(
         bool, typer.Option(help="Allow pickle weights (*.bin, *.pt): can run code.")
     ] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped in the folder.")] = False,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 8 * 1024 * 1024,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest request body accepted; default 8 MiB, 32 MiB for image and audio tasks."),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="Hub task to serve (text-classification, image-classification, ...); default: the model's."
+        ),
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="Task pipelines: most requests run as one batch.")] = 32,
     any_model_name: Annotated[
         bool, typer.Option(help="Accept any model id in requests (the endpoint URL already names the model).")
     ] = False,
@@ -83,6 +93,8 @@ def serve(
         trust_remote_code=trust_remote_code,
         max_body_bytes=max_body_bytes,
         any_model_name=any_model_name,
+        task=task,
+        max_batch=max_batch,
     )
     try:
         state = build_state(opts)
@@ -102,6 +114,8 @@ def serve(
             state.llm.shutdown()
         if state.embedder is not None:
             state.embedder.shutdown()
+        if state.tasks is not None:
+            state.tasks.shutdown()
     if code:
         raise typer.Exit(code=code)  # 1: the engine died; the control plane restarts the replica
 

@@ -29,6 +29,8 @@ def builtin_launch(
         served_name,
         "--any-model-name",
         *(["--revision", revision.revision] if revision.revision else []),
+        # "text-generation" was every endpoint's default before tasks were checked: the folder decides
+        *(["--task", revision.task] if revision.task and revision.task != "text-generation" else []),
         *planned_args,
         *revision.args,
     ]

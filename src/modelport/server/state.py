@@ -13,11 +13,13 @@ from modelport.protocol.errors import APIError
 if TYPE_CHECKING:
     from modelport.engine.embedder import Embedder
     from modelport.engine.engine import LLMEngine
+    from modelport.pipelines.service import TaskService
 
 
 class ModelKind(enum.Enum):
     GENERATE = "generate"
     EMBED = "embed"
+    TASK = "task"  # any other Hub task (pipelines/): classification, vision, audio, diffusion ...
 
 
 @dataclass
@@ -29,6 +31,8 @@ class ServerState:
     max_model_len: int
     llm: LLMEngine | None = None
     embedder: Embedder | None = None
+    tasks: TaskService | None = None
+    task: str = "text-generation"  # the Hub task this replica serves
     ready: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
     max_body_bytes: int = 8 * 1024 * 1024
@@ -44,12 +48,16 @@ class ServerState:
             return self.llm.dead
         if self.embedder is not None and self.embedder.dead is not None:
             return self.embedder.dead
+        if self.tasks is not None and self.tasks.dead is not None:
+            return self.tasks.dead
         return None
 
     def healthy(self) -> bool:
         if not self.ready:
             return False
         if self.llm is not None and self.llm.dead is not None:
+            return False
+        if self.tasks is not None and not self.tasks.healthy():
             return False
         if self.embedder is not None:
             from modelport.engine.embedder import EmbedderUnavailable
@@ -65,7 +73,10 @@ class ServerState:
             raise APIError(
                 400,
                 f"{self.model_name} is an embedding model: it serves /embed and /v1/embeddings, "
-                "not text generation",
+                "not text generation"
+                if self.embedder is not None
+                else f"{self.model_name} serves {self.task}, not text generation: send its task "
+                "payload to POST /",
                 param="model",
                 code="wrong_model_kind",
             )
@@ -75,11 +86,23 @@ class ServerState:
         if self.embedder is None:
             raise APIError(
                 400,
-                f"{self.model_name} is a text-generation model: it does not serve embeddings",
+                f"{self.model_name} serves {self.task}: it does not serve embeddings",
                 param="model",
                 code="wrong_model_kind",
             )
         return self.embedder
+
+    def require_tasks(self, *tasks: str) -> TaskService:
+        """The task service, when it serves one of `tasks` (any task when none is named)."""
+        if self.tasks is None or (tasks and self.tasks.task not in tasks):
+            raise APIError(
+                400,
+                f"{self.model_name} serves {self.task}; this route is for "
+                f"{' or '.join(tasks) or 'task models'}",
+                param="model",
+                code="wrong_model_kind",
+            )
+        return self.tasks
 
     def check_model_name(self, requested: str | None) -> None:
         """One model per server: accept its name, its path, and the placeholders clients send."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from modelport.engine.sampling import SamplingParams
@@ -115,8 +115,12 @@ async def generate_stream(request: Request, state: ServerState = Depends(get_sta
 
 
 @router.post("/", response_model=None)
-async def root(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse | StreamingResponse:
+async def root(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """TGI's compat route, which is also where HF task payloads (`{"inputs", "parameters"}`) land."""
+    if state.kind is ModelKind.TASK:
+        from modelport.server.task_routes import task_root
+
+        return await task_root(request, state)
     body = await json_body(request)
     if state.kind is ModelKind.EMBED:
         from modelport.server.embed_routes import embed_task_payload

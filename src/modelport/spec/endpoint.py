@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 
 from modelport.models.sources import SourceError, parse_source
+from modelport.models.tasks import canonical
 from modelport.spec.custom_image import check_custom_image
 from modelport.spec.engine_image import check_engine_image, check_engine_model
 from modelport.spec.names import NAME_PATTERN
 from modelport.spec.traffic import Traffic
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # Arguments the control plane sets itself: a user value would break routing or naming.
 RESERVED_ENGINE_ARGS = ("--host", "--port", "--served-model-name")
 MAX_REPLICAS_LIMIT = 64
@@ -139,12 +141,23 @@ class Image(BaseModel):
 class ModelSpec(_Wire):
     repository: str = Field(min_length=1)
     revision: str | None = None
-    task: str | None = "text-generation"
+    # None: the model's own task (models/tasks.py), settled at create time when its files are here
+    task: str | None = Field(default=None, max_length=64)
     framework: str = "pytorch"
     image: Image = Field(default_factory=lambda: Image(kind=ImageKind.HUGGINGFACE, config={}))
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
     args: list[str] = Field(default_factory=list, description="extra engine arguments")
+
+    @field_validator("task")
+    @classmethod
+    def _canonical_task(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        task = canonical(value)
+        if not _TASK_NAME.match(task):
+            raise ValueError("a task is a Hub task name such as text-classification or image-to-text")
+        return task
 
     @field_validator("image", mode="before")
     @classmethod

@@ -1,0 +1,232 @@
+"""Task routes: the Inference API's `POST /` for every pipeline task, and the OpenAI-shaped
+`/v1/audio/transcriptions` and `/v1/images/generations` on the same runners.
+
+Each answer carries its metering in headers the gateway reads: `x-prompt-tokens` (text inputs)
+and `x-modelport-units` (`audio_seconds=…,images=…`). Runner errors become `APIError`s in the
+route's API shape: bad input 400 (413 too large, 415 wrong media type), a failed forward 500,
+a stopped worker 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from modelport.pipelines.base import TaskOutput, TaskRequest
+from modelport.pipelines.errors import TaskBackendError, TaskInputError, TaskUnavailable
+from modelport.pipelines.payload import decode_body, media_type
+from modelport.protocol.errors import APIError
+from modelport.protocol.json_body import InvalidJSONBody, parse_json_body
+from modelport.server.openai_routes import get_state
+from modelport.server.state import ServerState
+
+router = APIRouter()
+
+ASR = "automatic-speech-recognition"
+TEXT_TO_IMAGE = "text-to-image"
+MAX_IMAGES = 10  # OpenAI's own limit on `n`
+_TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
+
+
+async def task_root(request: Request, state: ServerState) -> Response:
+    """`POST /` of a task endpoint (tgi_routes.root hands it over)."""
+    service = state.require_tasks()
+    body = await request.body()
+    accept = request.headers.get("accept", "application/json")
+    try:
+        req = decode_body(request.headers.get("content-type"), body, service.runner.accepts, accept)
+    except TaskInputError as exc:
+        raise _api_error(exc) from None
+    out = await run_task(state, req)
+    return answer(out)
+
+
+async def run_task(state: ServerState, req: TaskRequest) -> TaskOutput:
+    service = state.require_tasks()
+    try:
+        return await service.run(req)
+    except TaskInputError as exc:
+        raise _api_error(exc) from None
+    except TaskUnavailable as exc:
+        raise APIError(503, str(exc), error_type="overloaded") from None
+    except TaskBackendError as exc:
+        raise APIError(500, str(exc), error_type="backend") from None
+
+
+def answer(out: TaskOutput) -> Response:
+    headers = metering_headers(out)
+    if isinstance(out.body, bytes | bytearray):
+        return Response(bytes(out.body), media_type=out.media_type, headers=headers)
+    return JSONResponse(out.body, headers=headers)
+
+
+def metering_headers(*outs: TaskOutput) -> dict[str, str]:
+    tokens = sum(o.input_tokens for o in outs)
+    units: dict[str, float] = {}
+    for out in outs:
+        for name, value in out.units.items():
+            units[name] = units.get(name, 0.0) + float(value)
+    headers = {"x-prompt-tokens": str(tokens)} if tokens else {}
+    if units:
+        headers["x-modelport-units"] = ",".join(f"{k}={_num(v)}" for k, v in sorted(units.items()))
+    return headers
+
+
+@router.post("/v1/audio/transcriptions", response_model=None)
+async def transcriptions(request: Request, state: ServerState = Depends(get_state)) -> Response:
+    """OpenAI's transcription route: a multipart form with `file` (and `model`, `response_format`,
+    `language`, `prompt`, `temperature`), answered as {"text"}, plain text, or verbose_json."""
+    state.require_tasks(ASR)
+    if not media_type(request.headers.get("content-type")).startswith("multipart/form-data"):
+        raise APIError(
+            400, "send the audio as a multipart/form-data upload with a `file` field", param="file"
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except Exception as exc:  # python-multipart's errors: a malformed or oversized form
+        raise APIError(400, f"the multipart form cannot be read: {exc}", param="file") from None
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise APIError(400, "the form has no `file` upload: send the audio as `file`", param="file")
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        response_format = fields.pop("response_format", "json")
+        if response_format not in _TRANSCRIPTION_FORMATS:
+            raise APIError(
+                400,
+                f"`response_format` {response_format!r} is not supported; "
+                f"use {', '.join(_TRANSCRIPTION_FORMATS)}",
+                param="response_format",
+            )
+        fields.pop("model", None)  # the endpoint's URL names the model
+        parameters = _transcription_parameters(fields)
+        data = await upload.read()
+    finally:
+        await form.close()
+    out = await run_task(state, TaskRequest(inputs=data, parameters=parameters))
+    body = out.body if isinstance(out.body, Mapping) else {"text": str(out.body)}
+    text = str(body.get("text", ""))
+    headers = metering_headers(out)
+    if response_format == "text":
+        return PlainTextResponse(text, headers=headers)
+    if response_format == "verbose_json":
+        seconds = float(out.units.get("audio_seconds", 0.0))
+        verbose = {
+            "task": "transcribe",
+            "language": parameters.get("language") or "unknown",
+            "duration": seconds,
+            "text": text,
+            "segments": _segments(body, seconds),
+        }
+        return JSONResponse(verbose, headers=headers)
+    usage = {"type": "duration", "seconds": math.ceil(float(out.units.get("audio_seconds", 0.0)))}
+    return JSONResponse({"text": text, "usage": usage}, headers=headers)
+
+
+def _transcription_parameters(fields: dict[str, str]) -> dict[str, Any]:
+    """OpenAI's form fields the runner can honour; the rest are refused, not ignored."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == "temperature":
+            try:
+                temperature = float(value)
+            except ValueError:
+                raise APIError(400, "`temperature` must be a number", param="temperature") from None
+            if temperature != 0.0:
+                raise APIError(
+                    400, "only `temperature` 0 (greedy decoding) is supported here", param="temperature"
+                )
+        elif name == "timestamp_granularities[]" and value == "segment":
+            continue
+        else:
+            raise APIError(
+                400,
+                f"the form field {name!r} is not supported by this endpoint's speech recognizer",
+                param=name,
+            )
+    return out
+
+
+def _segments(body: Mapping[str, Any], seconds: float) -> list[dict[str, Any]]:
+    chunks = body.get("chunks")
+    if isinstance(chunks, list) and chunks:
+        out = []
+        for i, chunk in enumerate(chunks):
+            start, end = (chunk.get("timestamp") or (0.0, seconds))[:2]
+            out.append({"id": i, "start": start, "end": end if end is not None else seconds,
+                        "text": chunk.get("text", "")})  # fmt: skip
+        return out
+    return [{"id": 0, "start": 0.0, "end": seconds, "text": body.get("text", "")}]
+
+
+@router.post("/v1/images/generations", response_model=None)
+async def images_generations(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse:
+    """OpenAI's image generation: {prompt, n, size "WxH", response_format b64_json} (plus modelport's
+    `seed`, `num_inference_steps`, `guidance_scale`, `negative_prompt`)."""
+    state.require_tasks(TEXT_TO_IMAGE)
+    try:
+        data = parse_json_body(await request.body())
+    except InvalidJSONBody as exc:
+        raise APIError(400, str(exc)) from None
+    if not isinstance(data, dict):
+        raise APIError(400, "the body must be a JSON object with `prompt`", param="prompt")
+    prompt = data.pop("prompt", None)
+    if not isinstance(prompt, str) or not prompt:
+        raise APIError(400, "`prompt` must be a non-empty string", param="prompt")
+    n = data.pop("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
+        raise APIError(400, f"`n` must be an integer from 1 to {MAX_IMAGES}", param="n")
+    if data.pop("response_format", "b64_json") not in ("b64_json", None):
+        raise APIError(
+            400,
+            "only `response_format` b64_json is supported: modelport keeps no store of generated images "
+            "to link to",
+            param="response_format",
+        )
+    data.pop("model", None)
+    parameters: dict[str, Any] = {}
+    size = data.pop("size", None)
+    if size not in (None, "auto"):
+        width, sep, height = str(size).partition("x")
+        if not sep or not width.isdigit() or not height.isdigit():
+            raise APIError(400, '`size` must be "WIDTHxHEIGHT", e.g. "512x512"', param="size")
+        parameters.update(width=int(width), height=int(height))
+    for name in ("seed", "num_inference_steps", "guidance_scale", "negative_prompt"):
+        if name in data:
+            parameters[name] = data.pop(name)
+    data.pop("user", None)
+    if data:
+        name = sorted(data)[0]
+        raise APIError(400, f"the field {name!r} is not supported for image generation here", param=name)
+    seed = parameters.get("seed")
+
+    def request_for(i: int) -> TaskRequest:
+        own = dict(parameters)
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            own["seed"] = seed + i  # n images from one seed: each its own, all reproducible
+        return TaskRequest(inputs=prompt, parameters=own)
+
+    outs = await asyncio.gather(*(run_task(state, request_for(i)) for i in range(n)))
+    images = [
+        {"b64_json": base64.b64encode(bytes(o.body)).decode("ascii")}
+        for o in outs
+        if isinstance(o.body, bytes | bytearray)
+    ]
+    if len(images) != n:
+        raise APIError(500, "the model did not answer with images", error_type="backend")
+    return JSONResponse({"created": int(time.time()), "data": images}, headers=metering_headers(*outs))
+
+
+def _api_error(exc: TaskInputError) -> APIError:
+    return APIError(exc.status, str(exc), param=exc.param, code=exc.code, error_type="validation")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
