@@ -17,13 +17,20 @@ request, conservatively (limits.py reserves them; the engine's own counts settle
 - prompt: each text the request carries (chat messages, prompt, inputs, input, tools, ...) at
   ceil(UTF-8 bytes / 3) tokens (BPE vocabularies average about 4 bytes of English text per
   token), lists of token ids at one token each, plus 4 tokens per chat message and 3 per chat
-  for the template's markers. A body that is not JSON counts ceil(bytes / 3).
+  for the template's markers. A text body that is not JSON counts ceil(bytes / 3); an image,
+  audio, raw-bytes or multipart body counts 0 (media are not tokens; the replica reports what
+  it measured in `x-modelport-units`, below).
 - output: max_completion_tokens, max_tokens or parameters.max_new_tokens, times n / best_of
   and the number of prompts in a /v1/completions list; without one, the API's own default (16
-  on /v1/completions, 100 on TGI routes) or DEFAULT_OUTPUT_ALLOWANCE on chat; 0 on embedding
-  routes.
+  on /v1/completions, 100 on TGI routes) or DEFAULT_OUTPUT_ALLOWANCE on chat; 0 on embedding,
+  rerank, audio and image routes, and on the task routes (`/`, `/predict`) of an endpoint whose
+  task does not generate text (GENERATING_TASKS).
 When the engine never reports a call's prompt tokens (a stream cut before its usage chunk, a
 client that left before a non-streamed answer) the prompt estimate is what is charged.
+
+Work that is not tokens (seconds of audio, images, documents, pixels) comes from the replica in
+the header `x-modelport-units: audio_seconds=3.25,images=1`: names outside UNIT_NAMES, negative
+or non-finite numbers and headers longer than MAX_UNITS_HEADER are ignored.
 """
 
 from __future__ import annotations
@@ -51,8 +58,18 @@ DEFAULT_OUTPUT_ALLOWANCE = 512  # a chat call's output without max_tokens (engin
 _DEFAULT_OUTPUT = {"/v1/completions": 16, "/generate": 100, "/generate_stream": 100, "/": 100}
 EMBEDDING_PATHS = frozenset({"/v1/embeddings", "/embed", "/embed_all", "/embed_sparse", "/similarity",
                              "/rerank", "/tokenize", "/decode"})  # fmt: skip
+# routes whose answers are not output tokens the caller asked a number of
+NO_OUTPUT_PATHS = EMBEDDING_PATHS | {"/v1/rerank", "/v1/score", "/v1/audio/transcriptions",
+                                     "/v1/audio/translations", "/v1/images/generations"}  # fmt: skip
+TASK_PATHS = frozenset({"/", "/predict"})  # what they produce is the endpoint's task's
 # as translation.EMBEDDING_TASKS (which imports this module): `/` of such an endpoint embeds
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-embeddings", "sentence-similarity"})
+# tasks whose `/` produces output tokens (max_new_tokens applies); any other task's does not
+GENERATING_TASKS = frozenset({"text-generation", "text2text-generation", "summarization", "translation",
+                              "conversational"})  # fmt: skip
+UNITS_HEADER = "x-modelport-units"
+UNIT_NAMES = frozenset({"audio_seconds", "images", "documents", "pixels"})
+MAX_UNITS_HEADER = 256  # characters: a longer header is ignored whole
 _TEXT_FIELDS = ("messages", "prompt", "suffix", "inputs", "input", "tools", "functions", "query",
                 "texts", "documents")  # fmt: skip
 
@@ -72,6 +89,7 @@ class Call:
     strip_usage: bool = False  # usage was added for metering: take it out of the answer
     parsed: Any = field(default=_NOT_JSON, repr=False)  # the body, when it is JSON
     generates: bool = False  # the route produces output tokens (not an embedding)
+    media: bool = False  # an image, audio, raw-bytes or multipart body: no prompt tokens to estimate
 
     # Estimated only when asked (a key with token limits, or a request the engine never reported
     # usage for): walking every text of a body is work most requests do not need.
@@ -79,7 +97,7 @@ class Call:
     def prompt_estimate(self) -> int:
         """The request's prompt tokens, estimated before it runs."""
         if self.parsed is _NOT_JSON:
-            return _text_tokens(len(self.body)) if self.method == "POST" else 0
+            return _text_tokens(len(self.body)) if self.method == "POST" and not self.media else 0
         return prompt_estimate(self.parsed)
 
     @functools.cached_property
@@ -104,13 +122,18 @@ def prepare(
     body: bytes,
     model_name: str | None = None,
     task: str | None = "text-generation",
+    media: bool = False,
 ) -> Call:
     """`model_name`: the one name the engine serves; an OpenAI call's `model` is set to it (the
     endpoint's URL already names the model, and vLLM or llama.cpp answer any other name 404).
-    `task`: the endpoint's (`/` of an embedding endpoint produces no output tokens)."""
-    call = Call(method, path, query, body)
+    `task`: the endpoint's (`/` of a task that does not generate text produces no output tokens).
+    `media`: the body is an image, audio, raw bytes or a multipart upload, passed on untouched."""
+    call = Call(method, path, query, body, media=media)
     call.stream = method == "POST" and path == "/generate_stream"
     if method != "POST":
+        return call
+    if media:
+        call.generates = generates(path, task)
         return call
     rename = model_name is not None and path.startswith("/v1/") and b'"model"' in body
     rewrite = b'"stream"' in body or rename
@@ -122,7 +145,7 @@ def prepare(
         call.stream = call.stream and not rewrite
         return call  # the engine answers the client's mistake in its own words
     call.parsed = data
-    call.generates = path not in EMBEDDING_PATHS and not (path == "/" and task in EMBEDDING_TASKS)
+    call.generates = generates(path, task)
     if not rewrite or not isinstance(data, dict):
         return call
     changed = False
@@ -140,6 +163,33 @@ def prepare(
     if changed:
         call.body = json.dumps(data).encode()
     return call
+
+
+def generates(path: str, task: str | None) -> bool:
+    """Whether a call on this route produces output tokens (its output allowance applies)."""
+    if path in TASK_PATHS:
+        return (task or "text-generation") in GENERATING_TASKS
+    return path not in NO_OUTPUT_PATHS
+
+
+def parse_units(value: str | None) -> dict[str, float] | None:
+    """`audio_seconds=3.25,images=1` → {"audio_seconds": 3.25, "images": 1.0}; None when the
+    header is absent, too long or names nothing countable. A name given twice keeps the last."""
+    if not value or len(value) > MAX_UNITS_HEADER:
+        return None
+    units: dict[str, float] = {}
+    for pair in value.split(","):
+        name, sep, number = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in UNIT_NAMES:
+            continue
+        try:
+            amount = float(number)
+        except ValueError:
+            continue
+        if math.isfinite(amount) and amount >= 0:
+            units[name] = amount
+    return units or None
 
 
 def prompt_estimate(data: Any) -> int:
@@ -216,9 +266,11 @@ class Meter:
         self._pending = b""
         self._body: list[bytes] | None = None if sse else []
         self._size = 0
+        self.units: dict[str, float] | None = None  # work that is not tokens (x-modelport-units)
         if headers:  # TGI and TEI report counts in headers on non-streamed answers
             self.prompt_tokens = _int(headers.get("x-prompt-tokens") or headers.get("x-compute-tokens"))
             self.completion_tokens = _int(headers.get("x-generated-tokens"))
+            self.units = parse_units(headers.get(UNITS_HEADER))
 
     def feed(self, chunk: bytes) -> bytes:
         if not self.sse:

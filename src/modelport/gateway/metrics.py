@@ -35,6 +35,13 @@ class GatewayMetrics:
             ["namespace", "endpoint", "kind"],
             registry=r,
         )
+        self.units = Counter(
+            "modelport_gateway_units_total",
+            "Work that is not tokens, as replicas reported it (x-modelport-units): audio_seconds, "
+            "images, documents, pixels",
+            ["namespace", "endpoint", "unit"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "modelport_gateway_in_flight",
             "Requests in flight per endpoint",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -33,6 +33,7 @@ from modelport.gateway.errors import CLIENT_CLOSED, ClientGone, NotDelivered, er
 from modelport.gateway.limits import Limiter
 from modelport.gateway.metrics import GatewayMetrics
 from modelport.gateway.paths import check_forwarded
+from modelport.gateway.payloads import BodyLimits, read_body
 from modelport.gateway.relayed_response import RelayedResponse
 from modelport.gateway.releases import Releases
 from modelport.gateway.routing import IPNetwork, RoutingTable
@@ -61,6 +62,8 @@ class GatewaySettings:
     keepalive_s: float = 5.0  # SSE comment interval for streams held while an endpoint starts
     private_networks: tuple[IPNetwork, ...] = parse_networks(DEFAULT_PRIVATE_NETWORKS)
     max_held: int = DEFAULT_MAX_HELD  # requests one endpoint may hold while it starts; more get 429
+    # request bodies per content type (payloads.py); read at start-up, from envs.py
+    body_limits: BodyLimits = field(default_factory=BodyLimits.from_env)
 
 
 class Gateway:
@@ -121,9 +124,10 @@ class Gateway:
             check_forwarded(ctx.method, path)
             self.admitter.check_key(ctx)
             upload_started = self.clock()
-            body = await request.body()
+            body = await read_body(request, path, self.settings.body_limits)  # 415 / 413 as it comes
             waited_s = self.clock() - upload_started  # the client's upload, not the gateway's work
-            admitted = self.admitter.admit(ctx, view, body)
+            media = (body.content_type or body.kind.value) if body.kind.media else None
+            admitted = self.admitter.admit(ctx, view, body.data, media)
             outstanding = self.admissions.of(namespace, name).outstanding
             async with ClientWatch(request):
                 for target in choose(view, self.table.endpoints, outstanding):  # then its fallback

@@ -53,13 +53,16 @@ class Admitter:
             if refusal is not None:
                 raise self._over_limit(ctx, refusal)
 
-    def admit(self, ctx: RequestContext, view: EndpointView, body: bytes) -> Admitted:
+    def admit(
+        self, ctx: RequestContext, view: EndpointView, body: bytes, media: str | None = None
+    ) -> Admitted:
         """The call parsed (400 for a body nested too deeply, or a query that is not UTF-8),
         counted against the key and its estimated tokens reserved until the request is recorded
-        (429 when they do not fit)."""
+        (429 when they do not fit). `media`: the type of an image, audio, raw-bytes or multipart
+        body (passed on untouched, no prompt tokens; a kept transcript names it, not its bytes)."""
         if ctx.query is None:
             raise APIError(400, "the query string is not valid UTF-8", error_type="validation")
-        call = prepare(ctx.method, ctx.path, ctx.query, body, view.model_name, view.task)
+        call = prepare(ctx.method, ctx.path, ctx.query, body, view.model_name, view.task, media is not None)
         reservation = None
         who = ctx.principal
         if who is not None:
@@ -69,7 +72,10 @@ class Admitter:
                 raise self._over_limit(ctx, admitted)
             reservation = admitted
         record_text = view.traffic.record_text
-        transcript = Transcript(body, record_text.retention_days) if record_text is not None else None
+        transcript = None
+        if record_text is not None:
+            kept = body if media is None else f"[{media} body, {len(body)} bytes: not kept]".encode()
+            transcript = Transcript(kept, record_text.retention_days)
         return Admitted(call, reservation, transcript)
 
     async def take_slot(self, view: EndpointView, releases: Releases) -> float:

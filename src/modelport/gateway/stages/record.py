@@ -86,6 +86,9 @@ class Recorder:
             self.metrics.tokens.labels(*labels, "prompt").inc(prompt)
         if completion:
             self.metrics.tokens.labels(*labels, "completion").inc(completion)
+        units = relayed.units if relayed is not None else None
+        for unit, amount in (units or {}).items():
+            self.metrics.units.labels(*labels, unit).inc(amount)
         kept = admitted.transcript if admitted is not None else None
         text = kept.kept(ctx.request_id, ctx.namespace, ctx.endpoint, ctx.started_at) if kept else None
         model = forwarded.view.model if forwarded is not None else None
@@ -109,6 +112,7 @@ class Recorder:
                 client=ctx.client,
                 model=model[:512] if model else None,
                 revision=revision[:128] if revision else None,
+                units=units,
             ),
             text,
         )

@@ -31,6 +31,7 @@ class Relayed:
     completion_tokens: int
     sse: bool  # an event stream (its time per output token is measured)
     relay_s: float  # the gateway's own time handling chunks (waits for the replica excluded)
+    units: dict[str, float] | None = None  # work that is not tokens, as the replica reported it
 
 
 class Relay:
@@ -90,7 +91,9 @@ class Relay:
         meter = self._meter
         if meter is None:  # the answer never began to be relayed (the client left first)
             return Relayed(self._status, 0, 0, False, self._relay_s)
-        return Relayed(self._status, meter.prompt_tokens, meter.completion_tokens, meter.sse, self._relay_s)
+        return Relayed(
+            self._status, meter.prompt_tokens, meter.completion_tokens, meter.sse, self._relay_s, meter.units
+        )
 
 
 def relayed_response(relay: Relay, on_close: Callable[[], Awaitable[None]]) -> Response:
