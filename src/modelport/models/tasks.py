@@ -60,6 +60,8 @@ SERVED = frozenset(
 _SEQ2SEQ_TYPES = {"t5", "mt5", "bart", "mbart", "pegasus", "marian", "m2m_100", "nllb", "longt5", "umt5"}
 _PLAIN_ENCODERS = {"bert", "roberta", "xlm-roberta", "mpnet", "nomic_bert", "distilbert", "modernbert",
                    "new", "gte"}  # fmt: skip
+_AUDIO_ENCODERS = {"wav2vec2", "hubert", "wavlm", "whisper", "data2vec-audio", "unispeech", "unispeech-sat",
+                   "sew", "sew-d", "wav2vec2-conformer", "audio-spectrogram-transformer"}  # fmt: skip
 _NLI_LABELS = {"entailment", "contradiction"}
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---", re.S)
 _PIPELINE_TAG = re.compile(r"^pipeline_tag:\s*['\"]?([a-z0-9-]+)['\"]?\s*$", re.M)
@@ -128,6 +130,11 @@ def tasks_from_config(config: Mapping[str, Any]) -> tuple[str, ...]:
 def _tasks_of_architecture(arch: str, model_type: str, config: Mapping[str, Any]) -> tuple[str, ...]:
     if arch.endswith(("ForCausalLM", "LMHeadModel")) and model_type not in _SEQ2SEQ_TYPES:
         return (GENERATION,)
+    if (
+        arch.endswith(("ForSequenceClassification", "ForAudioClassification"))
+        and model_type in _AUDIO_ENCODERS
+    ):
+        return ("audio-classification",)
     if arch.endswith("ForSequenceClassification"):
         labels = {str(v).lower() for v in (config.get("id2label") or {}).values()}
         if int(config.get("num_labels", len(labels) or 2)) == 1 or len(labels) == 1:

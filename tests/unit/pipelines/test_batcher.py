@@ -1,0 +1,119 @@
+"""The task batcher: concurrent requests share a run, grouped by key, and a bad one fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from modelport.pipelines.batcher import Batcher
+from modelport.pipelines.errors import TaskBackendError, TaskUnavailable
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def run(self, items: Sequence[int]) -> list[int | BaseException]:
+        self.gate.wait(5)
+        self.batches.append(list(items))
+        if any(i < 0 for i in items) and len(items) > 1:
+            raise RuntimeError("a negative item breaks the whole batch")
+        return [ValueError("negative") if i < 0 else i * 10 for i in items]
+
+
+async def _submit_all(batcher: Batcher[int, int], items: list[int], key: object = "k") -> list[object]:
+    return await asyncio.gather(*(batcher.submit(i, key, size=i) for i in items), return_exceptions=True)
+
+
+def test_concurrent_requests_run_as_one_batch_sorted_by_size() -> None:
+    rec = Recorder()
+    batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=8, wait_s=0.05)
+    batcher.start()
+    try:
+        results = asyncio.run(_submit_all(batcher, [5, 1, 3]))
+    finally:
+        batcher.shutdown()
+    assert results == [50, 10, 30]
+    assert rec.batches == [[1, 3, 5]]
+
+
+def test_max_batch_cuts_batches_and_keys_keep_batches_apart() -> None:
+    rec = Recorder()
+    batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=2, wait_s=0.05)
+    batcher.start()
+
+    async def both() -> list[object]:
+        a = _submit_all(batcher, [1, 2, 3], key="a")
+        b = _submit_all(batcher, [7], key="b")
+        ra, rb = await asyncio.gather(a, b)
+        return [*ra, *rb]
+
+    try:
+        assert asyncio.run(both()) == [10, 20, 30, 70]
+    finally:
+        batcher.shutdown()
+    assert sorted(rec.batches) == [[1, 2], [3], [7]]
+
+
+def test_a_request_that_breaks_its_batch_fails_alone() -> None:
+    rec = Recorder()
+    batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=8, wait_s=0.05)
+    batcher.start()
+    try:
+        results = asyncio.run(_submit_all(batcher, [2, -1, 4]))
+    finally:
+        batcher.shutdown()
+    assert results[0] == 20 and results[2] == 40
+    assert isinstance(results[1], ValueError)
+    assert rec.batches[0] == [-1, 2, 4] and sorted(map(tuple, rec.batches[1:])) == [(-1,), (2,), (4,)]
+
+
+def test_an_unexpected_error_reaches_the_caller_as_a_backend_error() -> None:
+    def boom(items: Sequence[int]) -> list[int | BaseException]:
+        raise KeyError("inside the model")
+
+    batcher: Batcher[int, int] = Batcher(boom, name="t", wait_s=0.0)
+    batcher.start()
+    try:
+        with pytest.raises(TaskBackendError, match="KeyError"):
+            asyncio.run(batcher.submit(1, "k"))
+        batcher.check_health()  # a failed request does not stop the worker
+    finally:
+        batcher.shutdown()
+
+
+def test_a_stopped_batcher_refuses_requests() -> None:
+    batcher: Batcher[int, int] = Batcher(Recorder().run, name="t")
+    with pytest.raises(TaskUnavailable, match="not running"):
+        asyncio.run(batcher.submit(1, "k"))
+    batcher.start()
+    batcher.shutdown()
+    with pytest.raises(TaskUnavailable):
+        asyncio.run(batcher.submit(1, "k"))
+
+
+def test_a_cancelled_request_costs_no_run() -> None:
+    rec = Recorder()
+    rec.gate.clear()  # hold the worker inside the first batch
+    batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=1, wait_s=0.0)
+    batcher.start()
+
+    async def scenario() -> int:
+        first = asyncio.ensure_future(batcher.submit(1, "k"))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(batcher.submit(2, "k"))
+        await asyncio.sleep(0.05)
+        second.cancel()
+        rec.gate.set()
+        return await first
+
+    try:
+        assert asyncio.run(scenario()) == 10
+    finally:
+        batcher.shutdown()
+    assert rec.batches == [[1]]
