@@ -2,7 +2,9 @@
 
 `translation_for` decides from the route called and the APIs the endpoint's engine has: `/generate`,
 `/generate_stream` and the task route `/` (text-generation) become `/v1/completions`; `/embed`
-and `/` (feature-extraction) become `/v1/embeddings`. Answers come back in the shape the
+and `/` (feature-extraction) become `/v1/embeddings`; TEI's `/rerank` becomes the Cohere-style
+`/v1/rerank` (vLLM, llama.cpp) and its answer TEI's `[{index, score, text?}]`, best first.
+Answers come back in the shape the
 `text-generation` client and huggingface_hub's InferenceClient parse, streaming included:
 each OpenAI chunk becomes one TGI token event as it arrives; the last event carries the whole
 text and the details. Token ids and logprobs are not in OpenAI answers, so details carry
@@ -35,6 +37,8 @@ def translation_for(call: Call, view: EndpointView) -> Translation | None:
     """The translation a call needs on this endpoint, or None to forward it as it is."""
     if call.method != "POST" or call.path.startswith("/v1/"):
         return None
+    if call.path == "/rerank":
+        return None if "tei" in view.apis else _rerank(call, view.name)
     embed = call.path == "/embed" or (call.path == "/" and view.task in EMBEDDING_TASKS)
     if embed:
         return None if "tei" in view.apis else _embedding(call, view.name)
@@ -47,12 +51,14 @@ def translation_for(call: Call, view: EndpointView) -> Translation | None:
 class Translation:
     path: str  # the OpenAI route the request goes to
     body: bytes
-    kind: str  # generate | embed
+    kind: str  # generate | embed | rerank
     stream: bool = False
     list_answer: bool = False  # the task route "/" answers [{"generated_text": ...}]
     details: bool = False
     prefix: str = ""  # return_full_text: the prompt, put back in front of the answer
     seed: int | None = None
+    texts: tuple[str, ...] = ()  # rerank: the documents, for return_text
+    return_text: bool = False
 
     def response(
         self, upstream: UpstreamResponse, body: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]
@@ -84,7 +90,10 @@ class Translation:
         except (ValueError, RecursionError):
             yield json.dumps(render(APIError(502, "the engine's answer was not JSON"), Dialect.TGI)).encode()
             return
-        out = self._embeddings(answer) if self.kind == "embed" else self._generated(answer)
+        if self.kind == "rerank":
+            out = self._ranked(answer)
+        else:
+            out = self._embeddings(answer) if self.kind == "embed" else self._generated(answer)
         yield json.dumps(out).encode()
 
     async def _error(self, status: int, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -104,6 +113,27 @@ class Translation:
                 "tokens": [],
             }
         return [out] if self.list_answer else out
+
+    def _ranked(self, answer: Any) -> Any:
+        """Cohere/vLLM `{results: [{index, relevance_score}]}` → TEI `[{index, score, text?}]`,
+        best first (as TEI answers, whatever order the engine used)."""
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list):
+            return render(APIError(502, "the engine's rerank answer has no results"), Dialect.TGI)
+        ranked = []
+        for result in results:
+            if not isinstance(result, dict):
+                continue
+            index, score = result.get("index"), result.get("relevance_score")
+            if not isinstance(index, int) or not isinstance(score, int | float) or isinstance(score, bool):
+                continue
+            if not 0 <= index < len(self.texts):
+                continue
+            row: dict[str, Any] = {"index": index, "score": float(score)}
+            if self.return_text:
+                row["text"] = self.texts[index]
+            ranked.append(row)
+        return sorted(ranked, key=lambda row: -row["score"])
 
     def _embeddings(self, answer: dict[str, Any]) -> list[list[float]]:
         rows = sorted(answer.get("data") or [], key=lambda row: row.get("index", 0))
@@ -299,3 +329,25 @@ def _embedding(call: Call, model: str) -> Translation:
         raise _invalid("normalize=false is not supported by this endpoint's engine", "normalize")
     openai = {"model": model, "input": inputs}
     return Translation(path="/v1/embeddings", body=json.dumps(openai).encode(), kind="embed")
+
+
+def _rerank(call: Call, model: str) -> Translation:
+    """TEI `{query, texts, raw_scores, return_text, truncate}` → `{model, query, documents,
+    top_n}`. The engine's scores are its relevance scores (already through the model's
+    activation), so raw_scores=true is refused; `truncate` is left to the engine's own limits."""
+    body = _request(call)
+    query, texts = body.get("query"), body.get("texts")
+    if not isinstance(query, str):
+        raise _invalid("query must be a string", "query")
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise _invalid("texts must be a non-empty list of strings", "texts")
+    if body.get("raw_scores") is True:
+        raise _invalid("raw_scores=true is not supported by this endpoint's engine", "raw_scores")
+    openai = {"model": model, "query": query, "documents": texts, "top_n": len(texts)}
+    return Translation(
+        path="/v1/rerank",
+        body=json.dumps(openai).encode(),
+        kind="rerank",
+        texts=tuple(texts),
+        return_text=body.get("return_text") is True,
+    )
