@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelport.runtime.base import ReplicaPhase
+from modelport.runtime.failure import failure_line
 from modelport.spec.endpoint import EndpointState, Intent
 from modelport.store.records import EndpointRecord, ReplicaRecord
 
@@ -96,14 +97,14 @@ def status_changes(endpoint: EndpointRecord, replicas: Sequence[ReplicaRecord]) 
 
 
 def _replica_note(replica: ReplicaRecord) -> str:
-    last = (replica.last_error or "").strip().splitlines()[-1:] or [""]
+    last = failure_line(replica.last_error)  # the exception's line, never its traceback
     if replica.phase == ReplicaPhase.STARTING and replica.ready_at is not None:  # was ready this run
         return f"replica {replica.id[:8]} is failing its health probes; not routed"
     if replica.phase == ReplicaPhase.STARTING and not replica.restarts:
         return ""
     if replica.phase == ReplicaPhase.EXITED:
-        return f"replica {replica.id[:8]} exited ({last[0]}); restarting (restart {replica.restarts + 1})"
-    return f"replica {replica.id[:8]} restarted {replica.restarts}x; last exit: {last[0]}"
+        return f"replica {replica.id[:8]} exited ({last}); restarting (restart {replica.restarts + 1})"
+    return f"replica {replica.id[:8]} restarted {replica.restarts}x; last exit: {last}"
 
 
 def _join(*parts: str) -> str:

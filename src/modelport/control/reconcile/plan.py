@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from modelport.control.status import STOPPING, standby_replicas, target_replicas
 from modelport.runtime.base import ReplicaPhase
+from modelport.runtime.failure import failure_line
 from modelport.spec.endpoint import Intent
 from modelport.store.records import EndpointRecord, ReplicaRecord
 
@@ -176,7 +177,9 @@ def _plan_endpoint(
 
 
 def _give_up(endpoint: EndpointRecord, others: list[ReplicaRecord], replica: ReplicaRecord) -> list[Action]:
-    reason = f"replica failed to start {MAX_LOAD_ATTEMPTS} times: {replica.last_error or 'no output'}"
+    # the endpoint's status message: one line, the exception's (the log keeps the traceback)
+    why = failure_line(replica.last_error) or "no output"
+    reason = f"replica failed to start {MAX_LOAD_ATTEMPTS} times: {why}"
     rollback_possible = endpoint.good_generation not in (0, endpoint.generation) and any(
         r.phase == ReplicaPhase.READY for r in others
     )

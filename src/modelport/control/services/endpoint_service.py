@@ -19,9 +19,11 @@ from pydantic import ValidationError
 from modelport import envs
 from modelport.auth.api_keys import Principal
 from modelport.control.services.errors import ControlError, validation_error
+from modelport.control.services.model_task import settle_task
 from modelport.control.status import status_changes, target_replicas
 from modelport.launchers.engine_install import find_engine
 from modelport.launchers.engines import INSTALLED_ENGINES, missing_engine
+from modelport.models.weights_check import local_weights_problem
 from modelport.placement.fit import Deployment, admission_problem
 from modelport.placement.residency import placement_refusal, with_default_region
 from modelport.placement.resources import (
@@ -45,6 +47,13 @@ def _check_placement(spec: EndpointSpec) -> None:
     if refused is not None:
         field, why = refused
         raise ControlError(422, "placement", why, field)
+
+
+def _check_weights(spec: EndpointSpec) -> None:
+    """Refuse a local folder with a cut-short or garbled safetensors file: every replica would fail."""
+    problem = local_weights_problem(spec.model.repository)
+    if problem:
+        raise ControlError(422, "validation", problem, "model.repository")
 
 
 def _check_fit(spec: EndpointSpec) -> None:
@@ -150,6 +159,8 @@ class EndpointService:
         _check_host(spec, principal, self.allow_custom_commands)
         _check_placement(spec)
         _check_fit(spec)
+        _check_weights(spec)  # after the fit: a model too big is refused for that, whole or not
+        spec = settle_task(spec)
         try:
             endpoint = self.store.create_endpoint(
                 fields_from_spec(namespace, spec), revision_from_spec(spec), self.now()
@@ -174,6 +185,10 @@ class EndpointService:
         _check_placement(spec)
         if "model" in patch or "compute" in patch or "traffic" in patch:
             _check_fit(spec)
+        if new_repository:
+            _check_weights(spec)
+        if "model" in patch:
+            spec = settle_task(spec)
         now = self.now()
         fields = dataclasses.asdict(fields_from_spec(namespace, spec, Intent(endpoint.intent)))
         changes = {k: v for k, v in fields.items() if getattr(endpoint, k) != v}

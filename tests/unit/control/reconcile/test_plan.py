@@ -84,6 +84,34 @@ def test_repeated_load_failure_fails_a_first_deploy() -> None:
     assert isinstance(action, MarkFailed) and "boom" in action.message
 
 
+TRACEBACK = (
+    "exit code 1\nTraceback (most recent call last):\n"
+    '  File "/src/modelport/engine/loader.py", line 90, in load\n    state = safe_open(path)\n'
+    "safetensors_rust.SafetensorError: Error while deserializing header: MetadataIncompleteBuffer"
+)
+
+
+def test_a_failed_endpoints_message_is_the_exceptions_line_not_its_traceback() -> None:
+    ep = endpoint(good_generation=0, state="initializing")
+    failing = replica(
+        "a",
+        phase="exited",
+        ready_at=None,
+        restarts=MAX_LOAD_ATTEMPTS - 1,
+        exited_at=NOW,
+        last_error=TRACEBACK,
+    )
+    [action] = plan_actions([ep], [failing], NOW)
+    assert isinstance(action, MarkFailed)
+    assert action.message == (
+        f"replica failed to start {MAX_LOAD_ATTEMPTS} times: "
+        "safetensors_rust.SafetensorError: Error while deserializing header: MetadataIncompleteBuffer"
+    )
+    restarting = derive_status(endpoint(), [replica("abcdef123456", phase="exited", last_error=TRACEBACK)])
+    assert "\n" not in restarting.message and "Traceback" not in restarting.message
+    assert "exited (safetensors_rust.SafetensorError: Error while deserializing" in restarting.message
+
+
 def test_a_replica_that_once_served_keeps_being_restarted() -> None:
     crashed = replica("a", phase="exited", restarts=5, exited_at=NOW - timedelta(minutes=1))
     assert plan_actions([endpoint()], [crashed], NOW) == [RestartReplica("a")]
