@@ -1,0 +1,142 @@
+"""What the text runners share: loading a model folder with its tokenizer, the model's token
+limit, reading `inputs` as one text or a list, and token counting on the request side.
+
+Two tokenizer instances: `tokenizer` is the batch worker's alone; `counter` serves `prepare`,
+which may run on several threads at once, behind a lock (a fast tokenizer's truncation and
+padding settings are mutable state shared by all its callers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelport.engine.loader import ModelLoadError, check_weights, pick_device, pick_dtype
+from modelport.pipelines.base import LoadOptions
+from modelport.pipelines.errors import TaskInputError
+
+MAX_INPUTS = 64  # texts in one request's list
+MAX_CHARS = 100_000  # per text, checked before tokenizing so a huge body costs nothing
+DEFAULT_LIMIT = 512  # tokens, when neither tokenizer nor config says
+
+
+@dataclass
+class TextModel:
+    model: Any
+    tokenizer: Any
+    counter: Any
+    device: torch.device
+    max_tokens: int
+    max_batch: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[int]:
+        """Tokens per text (with special tokens), as the model would see them untruncated."""
+        with self.lock:
+            enc = self.counter(list(texts), list(pairs) if pairs is not None else None, truncation=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """A padded batch on the model's device (worker side)."""
+        enc = self.tokenizer(
+            list(texts),
+            list(pairs) if pairs is not None else None,
+            padding=True,
+            return_tensors="pt",
+            **kwargs,
+        )
+        return enc.to(self.device)
+
+    def check_lengths(self, lengths: Sequence[int], hint: str = "shorten it") -> None:
+        for i, n in enumerate(lengths):
+            if n > self.max_tokens:
+                where = "`inputs`" if len(lengths) == 1 else f"`inputs`[{i}]"
+                raise TaskInputError(
+                    f"{where} is {n} tokens long, over this model's limit of {self.max_tokens} tokens; "
+                    + hint,
+                    code="input_too_long",
+                )
+
+
+def load_text_model(
+    path: Path, options: LoadOptions, model_class: str, *, need_fast: bool = False
+) -> TextModel:
+    """The model (float32 on CPU unless asked otherwise) and two tokenizers, from the folder only."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    has_safetensors = check_weights(path, options.allow_pickle)
+    device = pick_device(options.device)
+    dtype = (
+        torch.float32
+        if options.dtype == "auto" and device.type == "cpu"
+        else pick_dtype(options.dtype, device)
+    )
+    common = {"local_files_only": True, "trust_remote_code": options.trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
+        counter = AutoTokenizer.from_pretrained(path, **common)
+        model = getattr(transformers, model_class).from_pretrained(
+            path, dtype=dtype, use_safetensors=has_safetensors, **common
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(
+                f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
+            ) from exc
+        raise ModelLoadError(f"cannot load {path} with {model_class}: {exc}") from exc
+    if need_fast and not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(
+            f"{path} has no fast tokenizer (tokenizer.json), which this task needs for offsets"
+        )
+    model.to(device)
+    model.eval()
+    return TextModel(
+        model, tokenizer, counter, device, token_limit(tokenizer, model.config), max(1, options.max_batch)
+    )
+
+
+def token_limit(tokenizer: Any, config: Any) -> int:
+    """The longest input the model takes: the tokenizer's limit, bounded by the position table."""
+    limits = [
+        n
+        for n in (
+            getattr(tokenizer, "model_max_length", None),
+            getattr(config, "max_position_embeddings", None),
+        )
+        if isinstance(n, int) and 0 < n < 1_000_000
+    ]
+    return min(limits) if limits else DEFAULT_LIMIT
+
+
+def read_texts(inputs: Any, what: str = "a string") -> tuple[list[str], bool]:
+    """One text, or a list of 1 to MAX_INPUTS texts (then the answer is a list)."""
+    if isinstance(inputs, str):
+        texts, many = [inputs], False
+    elif (
+        isinstance(inputs, list) and 0 < len(inputs) <= MAX_INPUTS and all(isinstance(t, str) for t in inputs)
+    ):
+        texts, many = list(inputs), True
+    else:
+        raise TaskInputError(f"`inputs` must be {what} or a list of 1 to {MAX_INPUTS} of them")
+    check_chars(texts)
+    return texts, many
+
+
+def check_chars(texts: Sequence[str], param: str = "inputs") -> None:
+    for text in texts:
+        if len(text) > MAX_CHARS:
+            raise TaskInputError(
+                f"`{param}` has a text of {len(text)} characters, over the limit of {MAX_CHARS}",
+                param=param,
+                status=413,
+            )
+
+
+def chunks(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
