@@ -131,6 +131,39 @@ def test_llamacpp_endpoint_serves_a_converted_gguf_from_zero(tmp_path: Path, tin
         print(f"llama.cpp cold start at zero through the gateway: {cold:.1f} s")
 
 
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + 600)
+def test_llamacpp_serves_the_ggufs_own_context_not_2048(tmp_path: Path) -> None:
+    """A 3,400-token prompt to a 4,096-context GGUF (llama-cpp-python's default n_ctx is 2,048)."""
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    from modelport.models.demo import TINY, build_llama
+
+    ensure_engine("llamacpp")
+    folder = build_llama(tmp_path / "long", dataclasses.replace(TINY, max_position_embeddings=4096))
+    gguf = tmp_path / "long-f16.gguf"
+    convert = [sys.executable, "-m", "modelport.cli.main", "models", "convert", str(folder), "--to", "gguf"]
+    done = subprocess.run(
+        [*convert, "--quant", "f16", "--out", str(gguf)],
+        env={**os.environ, "MODELPORT_ENGINES_DIR": str(TEST_ENGINES)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    prompt = "alpha beta gamma delta "
+    while len(tokenizer.encode(prompt)) < 3400:
+        prompt += "epsilon zeta eta theta iota kappa "
+    with control_plane(tmp_path) as cp:
+        ep = Client(cp.url, token=cp.token).create_endpoint("long", model=str(gguf), image={"llamacpp": {}})
+        cp.wait_for("long", "running", timeout=START_TIMEOUT_S, ready=1)
+        sdk = openai.OpenAI(base_url=f"{ep.url}/v1", api_key=cp.token, max_retries=0, timeout=300)
+        reply = sdk.completions.create(model="long", prompt=prompt, max_tokens=4)
+    assert reply.usage is not None and reply.usage.prompt_tokens >= 3400
+
+
 def test_an_engine_that_is_not_installed_is_refused_at_create(tmp_path: Path, tiny_model: Path) -> None:
     empty = tmp_path / "no-engines"
     with ControlPlaneProcess(

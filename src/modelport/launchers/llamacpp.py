@@ -13,6 +13,11 @@ client from ending the first one's stream.
 
 Planner flags mapped (`llamacpp_flags`):
 - `--max-model-len` → `--n_ctx` (one sequence at a time, so the context is the whole cache);
+  without one, `--n_ctx 0`: llama.cpp's "the model's own", the context length in the GGUF's
+  metadata (`<arch>.context_length`, read by llama.cpp from the file it loads). Never left unset:
+  llama-cpp-python's default is 2048 whatever the model, so a 3,400-token prompt to a
+  4,096-context GGUF was refused. The engine reads the file, not this launcher, because the file is
+  known only once engine_exec has pulled it, and the launcher runs on the control loop;
 - a GPU plan (it sets `--gpu-memory-utilization`) → `--n_gpu_layers -1`, every layer offloaded.
 No equivalent: `--tensor-parallel-size` (llama.cpp splits layers over every visible GPU by
 itself), `--kv-cache-dtype` (its `type_k`/`type_v` take GGML types, no fp8), `--quantization`
@@ -42,6 +47,7 @@ HEALTH_PATH = "/openapi.json"
 # every /v1 route wants it as a bearer token (/openapi.json, the health probe, stays open)
 TOKEN_VAR = "API_KEY"
 MODULE = "llama_cpp.server"
+MODEL_CONTEXT = "0"  # --n_ctx 0: the GGUF's own context length (llama.cpp's n_ctx_train)
 
 
 def llamacpp_launch(
@@ -93,9 +99,7 @@ def llamacpp_apis(revision: ModelRevision) -> frozenset[str]:
 def llamacpp_flags(plan_flags: Sequence[str]) -> list[str]:
     """The planner's vLLM flags in llama-cpp-python's names (the module docstring lists the rest)."""
     plan = flag_values(plan_flags)
-    flags = []
-    if "--max-model-len" in plan:
-        flags += ["--n_ctx", plan["--max-model-len"]]
+    flags = ["--n_ctx", plan.get("--max-model-len", MODEL_CONTEXT)]
     if "--gpu-memory-utilization" in plan:
         flags += ["--n_gpu_layers", "-1"]
     return flags

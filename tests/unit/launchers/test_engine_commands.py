@@ -205,9 +205,15 @@ def test_llamacpp_command_on_gpus() -> None:
 def test_llamacpp_on_cpu_keeps_every_layer_on_the_cpu() -> None:
     spec = launch_llamacpp(revision("llamacpp"), ("--max-model-len", "2048"))
     assert spec.command[11:] == ["--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "False"]
-    assert launch_llamacpp(revision("llamacpp"), ()).command[11:] == [
-        "--n_threads", "2", "--interrupt_requests", "False"
-    ]  # fmt: skip
+
+
+def test_llamacpp_without_a_planned_context_gets_the_ggufs_own() -> None:
+    # never llama-cpp-python's default of 2048: 0 is llama.cpp's "the context the GGUF says"
+    for plan in ((), ("--gpu-memory-utilization", "0.9")):
+        argv = launch_llamacpp(revision("llamacpp"), plan).command
+        assert argv.count("--n_ctx") == 1 and argv[argv.index("--n_ctx") + 1] == "0", argv
+    argv = launch_llamacpp(revision("llamacpp", "--n_ctx=1024"), ()).command
+    assert argv[11:] == ["--n_threads", "2", "--interrupt_requests", "False", "--n_ctx=1024"]  # the user's
 
 
 def test_llamacpp_user_args_override_planned_and_default_flags() -> None:
