@@ -39,6 +39,7 @@ from modelport.control.services.key_service import KeyService
 from modelport.gateway.access import DEFAULT_PRIVATE_NETWORKS, forwarded_client, parse_networks
 from modelport.gateway.limits import PERIODS, period_start
 from modelport.gateway.metrics import GatewayMetrics
+from modelport.gateway.payloads import BodyLimits
 from modelport.gateway.proxy import DEFAULT_HOLD_S, Gateway, GatewaySettings
 from modelport.gateway.routing import IPNetwork, RoutingTable
 from modelport.gateway.upstream import Upstream
@@ -126,6 +127,7 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         config.keepalive_s,
         parse_networks(config.private_networks),
         max_held=int(envs.positive_float(envs.MAX_HELD)),
+        body_limits=BodyLimits.from_env(config.max_body_bytes),
     )
     gateway = Gateway(
         table, ring, client, wake_up, usage_log, metrics, settings, lambda _replica: loop.notify()
@@ -212,11 +214,8 @@ def create_control_app(config: ControlConfig, runtime: Runtime | None = None) ->
         page = await asyncio.to_thread(generate_latest, metrics.registry)  # reads the store
         return Response(page, media_type=CONTENT_TYPE_LATEST)
 
-    return ControlPlaneApp(
-        app,
-        BodyLimitMiddleware(gateway.asgi, max_bytes=config.max_body_bytes),
-        parse_networks(config.trusted_proxies),
-    )
+    # the gateway limits its own bodies, per content type (gateway/payloads.py)
+    return ControlPlaneApp(app, gateway.asgi, parse_networks(config.trusted_proxies))
 
 
 class ControlPlaneApp:

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from modelport.pipelines.base import TaskOutput, TaskRequest
 from modelport.pipelines.errors import TaskBackendError, TaskInputError, TaskUnavailable
 from modelport.pipelines.payload import decode_body, media_type
-from modelport.protocol.errors import APIError
+from modelport.protocol.errors import APIError, Dialect, render
 from modelport.protocol.json_body import InvalidJSONBody, parse_json_body
 from modelport.server.openai_routes import get_state
 from modelport.server.state import ServerState
@@ -36,15 +36,19 @@ _TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
 
 
 async def task_root(request: Request, state: ServerState) -> Response:
-    """`POST /` of a task endpoint (tgi_routes.root hands it over)."""
+    """`POST /` of a task endpoint (tgi_routes.root hands it over). Errors keep their own status
+    (400, 413, 415) as the Inference API answers them, not TGI's 422 for every bad request."""
     service = state.require_tasks()
     body = await request.body()
     accept = request.headers.get("accept", "application/json")
     try:
-        req = decode_body(request.headers.get("content-type"), body, service.runner.accepts, accept)
-    except TaskInputError as exc:
-        raise _api_error(exc) from None
-    out = await run_task(state, req)
+        try:
+            req = decode_body(request.headers.get("content-type"), body, service.runner.accepts, accept)
+        except TaskInputError as exc:
+            raise _api_error(exc) from None
+        out = await run_task(state, req)
+    except APIError as err:
+        return JSONResponse(render(err, Dialect.TGI), status_code=err.status)
     return answer(out)
 
 
