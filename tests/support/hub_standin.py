@@ -51,7 +51,9 @@ Without one it gets 401 ``GatedRepo`` (`GatedRepoError`, a `RepositoryNotFoundEr
 Authorization header" (a plain `HfHubHTTPError`), as on the Hub.
 
 For tests of a client's defences, ``list_file`` lists a file under any name and ``set_commit``
-reports any string as the commit.
+reports any string as the commit. For tests of resuming, ``interrupt`` cuts the next download of
+a file after a given byte, as a dropped connection would (the client sees a body shorter than
+its ``Content-Length``), and may refuse the file with ``503`` after that until ``restore``.
 
 Not implemented: datasets/spaces, other branches or tags, ``paths-info``, ``whoami``, uploads,
 tree pagination (one page of any length), Xet.
@@ -64,6 +66,7 @@ import hashlib
 import json
 import mimetypes
 import os
+import socket
 import struct
 import threading
 from collections.abc import Mapping
@@ -117,6 +120,15 @@ class Received:
     method: str
     path: str  # as sent, percent-encoded, without the query string
     headers: dict[str, str]  # names lower-cased
+
+
+@dataclass
+class _Fault:
+    """What ``interrupt`` set for one file: cut the next download at ``after``, then refuse or serve."""
+
+    after: int
+    then_fail: bool
+    cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -300,14 +312,27 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, start, length = 206, span[0], span[1] - span[0] + 1
             base["Content-Range"] = f"bytes {span[0]}-{span[1]}/{file.size}"
+        fault = self.server.standin.faults.get(file.etag) if self.command == "GET" else None
+        if fault is not None and fault.cut:
+            if fault.then_fail:
+                self._error(503, "Service Unavailable (hub-standin: interrupted)")
+                return
+            del self.server.standin.faults[file.etag]
+            fault = None
         self._send(status, headers=base, length=length)
         if self.command == "HEAD" or length == 0:
             return
+        sent = length if fault is None else max(0, min(length, fault.after - start))
         try:
             with file.local.open("rb") as fh:
-                self.connection.sendfile(fh, start, length)
+                if sent:
+                    self.connection.sendfile(fh, start, sent)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        if fault is not None:  # the body stops short of its Content-Length: a dropped connection
+            fault.cut = True
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     # --- dispatch --------------------------------------------------------------------------
 
@@ -527,6 +552,7 @@ class HubStandin:
         self.received: list[Received] = []
         """The same requests with their headers (e.g. ``Range``), kept apart so ``requests`` stays
         a list of pairs."""
+        self.faults: dict[str, _Fault] = {}  # by the file's etag (its sha256, or git blob id)
         self.lfs_blobs: dict[str, HubFile] = {
             f.sha256: f for r in self.repos.values() for f in r.files.values() if f.sha256 is not None
         }
@@ -551,6 +577,17 @@ class HubStandin:
         self.repos[repo_id].files[name] = file
         if file.sha256 is not None:
             self.lfs_blobs[file.sha256] = file
+
+    def interrupt(self, repo_id: str, path: str, after: int, *, then_fail: bool = False) -> None:
+        """Cut the next download of ``path`` after byte ``after`` of the file (its headers promise
+        the whole body, then the connection closes). Later downloads of it are served as usual, or
+        with ``then_fail`` answered ``503`` until ``restore``: a client's in-place retries fail and
+        only a later attempt, after ``restore``, can finish it. HEAD requests are never cut."""
+        self.faults[self.repos[repo_id].files[path].etag] = _Fault(after, then_fail)
+
+    def restore(self, repo_id: str, path: str) -> None:
+        """Serve ``path`` as usual again."""
+        self.faults.pop(self.repos[repo_id].files[path].etag, None)
 
     def set_commit(self, repo_id: str, sha: str) -> None:
         """Report ``sha`` as the repo's commit (and accept it as a revision), whatever it holds."""

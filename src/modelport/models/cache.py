@@ -7,7 +7,8 @@ Layout under ``<data dir>/models``::
     manifests/<key>/<revision>.json     source, resolved revision, every file's size and sha256
     refs/<key>/<name>                   a branch/tag (or "latest" for S3) -> the revision it resolved to
     locks/<key>.lock                    one pull per source at a time, across processes
-    tmp/                                staging on the same file system, so finishing is a rename
+    tmp/                                staging on the same file system, so finishing is a rename;
+                                        a Hub pull's resume-<key>@<revision>/ outlives a failed pull
 
 A snapshot exists only after its manifest is written (the manifest is written last, by
 rename), so a pull cut short leaves nothing that looks usable; ``gc`` drops its blobs.
@@ -168,6 +169,17 @@ class ModelCache:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def resumable_staging(self, name: str) -> Iterator[Path]:
+        """A staging folder named for what it holds (one per source and revision, under the source's
+        lock), kept when the pull fails so the next one goes on from the files that arrived;
+        removed when the pull succeeds. ``gc`` drops one left alone for long."""
+        path = self.root / "tmp" / safe_segment(name)
+        path.mkdir(parents=True, exist_ok=True)
+        os.utime(path)  # fresh, so a gc while this pull runs spares it
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
 
     def has_blob(self, sha256: str, size: int) -> bool:
         path = self.blob_path(sha256)

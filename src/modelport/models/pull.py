@@ -1,9 +1,12 @@
 """Pull a remote model into the cache, and resolve any source to a local path (offline when cached).
 
-A pull lists the source, picks the files a server needs (safetensors, configs, tokenizer;
-pickle and remote code only when asked), streams each one while hashing it, checks it against
-what the source vouches for (the Hub's sha256 or git blob id, a single-part S3 ETag's md5) and
-its own format, then stores it by sha256. Files already in the cache are not fetched again.
+A pull lists the source, refuses any unsafe name in the listing before a byte is fetched, picks
+the files a server needs (safetensors, configs, tokenizer; pickle and remote code only when
+asked) and fetches those not already in the cache: from S3 streamed one by one and hashed as
+they arrive, from the Hub with huggingface_hub's `snapshot_download` into a staging folder that
+outlives a failed pull (the next one goes on from it), hashed once there. Every file is checked
+against what the source vouches for (the Hub's sha256 or git blob id, a single-part S3 ETag's
+md5) and its own format, then stored by sha256.
 """
 
 from __future__ import annotations
@@ -12,15 +15,24 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelport import envs
-from modelport.models.cache import CachedFile, Manifest, ModelCache, format_problems
+from modelport.models.cache import HASH_CHUNK, CachedFile, Manifest, ModelCache, format_problems
 from modelport.models.egress import egress_refusal
 from modelport.models.formats import GGUF_SUFFIX, is_pickle, pickle_refusal, weight_formats
-from modelport.models.remote import PullError, RangedRemote, Remote, RemoteFile, RemoteListing
+from modelport.models.remote import (
+    FolderRemote,
+    PullError,
+    RangedRemote,
+    Remote,
+    RemoteFile,
+    RemoteListing,
+    StreamingRemote,
+)
 from modelport.models.safe_paths import UnsafeName, safe_segment, safe_tree
 from modelport.models.sources import ModelSource, parse_source
 
@@ -31,6 +43,7 @@ HUB_DEFAULT_REF = "main"
 # Left free on the cache's disk after a pull, for logs, the store and the system.
 DISK_RESERVE_BYTES = 2**30
 S3_DEFAULT_REF = "latest"
+PARALLEL_CHECKS = 4  # files hashed side by side after a folder download (hashlib frees the GIL)
 
 
 class PickleRefused(PullError):
@@ -50,7 +63,12 @@ class PullResult:
 
 
 class PullProgress:
-    """What a pull reports as it goes; the CLI draws bars from it, tests and replicas ignore it."""
+    """What a pull reports as it goes; the CLI draws bars from it, tests and replicas ignore it.
+
+    A streamed file is reported as file_started, advance..., file_done. A Hub download fetches
+    several files at once: its bytes come as advance calls alone, from its worker threads (and
+    negative when a server ignores a resume and the file starts over), then file_done per file.
+    """
 
     def start(self, total_files: int, total_bytes: int) -> None: ...
 
@@ -95,32 +113,45 @@ def select_files(
     return chosen
 
 
-class _Sink:
-    """Writes a download to disk while hashing it and counting progress, in one pass."""
+class _Hashes:
+    """The hashes a file is checked by: its sha256 always, and whatever else the source vouches for."""
 
-    def __init__(self, path: Path, file: RemoteFile, progress: PullProgress) -> None:
-        self.handle = path.open("wb")
+    def __init__(self, file: RemoteFile) -> None:
+        self.file = file
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5(usedforsecurity=False) if file.md5 else None
         self.git = (
             hashlib.sha1(f"blob {file.size}\0".encode(), usedforsecurity=False) if file.git_sha1 else None
         )
         self.size = 0
-        self.progress = progress
 
-    def write(self, chunk: bytes) -> None:
-        self.handle.write(chunk)
+    def update(self, chunk: bytes) -> None:
         self.sha256.update(chunk)
         if self.md5 is not None:
             self.md5.update(chunk)
         if self.git is not None:
             self.git.update(chunk)
         self.size += len(chunk)
-        self.progress.advance(len(chunk))
+
+    def problems(self, staged: Path) -> list[str]:
+        file, problems = self.file, []
+        if self.size != file.size:
+            problems.append(f"{self.size} bytes arrived, the source lists {file.size}")
+        if file.sha256 and self.sha256.hexdigest() != file.sha256:
+            problems.append("sha256 differs from the one the source lists")
+        if self.git is not None and self.git.hexdigest() != file.git_sha1:
+            problems.append("git blob id differs from the one the source lists")
+        if self.md5 is not None and self.md5.hexdigest() != file.md5:
+            problems.append("md5 differs from the object's ETag")
+        return problems + format_problems(staged, file.path)
+
+
+def _refusal(where: str, path: str, problems: list[str]) -> PullError:
+    return PullError(f"{where}: {path} failed verification: {'; '.join(problems)}; nothing was kept")
 
 
 def _fetch(
-    remote: Remote,
+    remote: StreamingRemote,
     source: ModelSource,
     listing: RemoteListing,
     file: RemoteFile,
@@ -129,29 +160,66 @@ def _fetch(
     progress: PullProgress,
     where: str,
 ) -> str:
-    """Download one file into the blob store after every check; returns its sha256."""
+    """Stream one file into the blob store, hashing it as it arrives; returns its sha256."""
     staged = staging / hashlib.sha1(file.path.encode(), usedforsecurity=False).hexdigest()
-    sink = _Sink(staged, file, progress)
-    try:
-        remote.download(source, listing, file, sink.write)
-    finally:
-        sink.handle.close()
-    digest = sink.sha256.hexdigest()
-    problems = []
-    if sink.size != file.size:
-        problems.append(f"{sink.size} bytes arrived, the source lists {file.size}")
-    if file.sha256 and digest != file.sha256:
-        problems.append("sha256 differs from the one the source lists")
-    if sink.git is not None and sink.git.hexdigest() != file.git_sha1:
-        problems.append("git blob id differs from the one the source lists")
-    if sink.md5 is not None and sink.md5.hexdigest() != file.md5:
-        problems.append("md5 differs from the object's ETag")
-    problems.extend(format_problems(staged, file.path))
+    hashes = _Hashes(file)
+    with staged.open("wb") as handle:
+
+        def write(chunk: bytes) -> None:
+            handle.write(chunk)
+            hashes.update(chunk)
+            progress.advance(len(chunk))
+
+        remote.download(source, listing, file, write)
+    problems = hashes.problems(staged)
     if problems:
         staged.unlink(missing_ok=True)
-        raise PullError(f"{where}: {file.path} failed verification: {'; '.join(problems)}; nothing was kept")
+        raise _refusal(where, file.path, problems)
+    digest = hashes.sha256.hexdigest()
     cache.add_blob(staged, digest)
     return digest
+
+
+def _check_arrived(staged: Path, file: RemoteFile) -> tuple[str, list[str]]:
+    """(sha256, problems) of a file a folder download left at `staged`."""
+    if staged.is_symlink() or not staged.is_file():
+        return "", ["it did not arrive"]
+    hashes = _Hashes(file)
+    with staged.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            hashes.update(chunk)
+    return hashes.sha256.hexdigest(), hashes.problems(staged)
+
+
+def _fetch_folder(
+    remote: FolderRemote,
+    source: ModelSource,
+    listing: RemoteListing,
+    files: Sequence[RemoteFile],
+    cache: ModelCache,
+    progress: PullProgress,
+    where: str,
+) -> dict[str, str]:
+    """Have the remote fetch `files` into a staging folder, then check each and move it into the
+    blob store; returns each path's sha256. A download that fails leaves the folder for the next
+    pull to go on from; a file that fails its checks discards it."""
+    if not files:
+        return {}
+    with cache.resumable_staging(f"resume-{source.key}@{listing.revision}") as staging:
+        # several files at once: bytes go to the overall count, no file is "the current one"
+        remote.download_into(source, listing, files, staging, progress.advance)
+        with ThreadPoolExecutor(max_workers=PARALLEL_CHECKS) as pool:
+            checked = list(pool.map(lambda f: _check_arrived(staging / f.path, f), files))
+        for file, (_, problems) in zip(files, checked, strict=True):
+            if problems:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise _refusal(where, file.path, problems)
+        digests = {}
+        for file, (digest, _) in zip(files, checked, strict=True):
+            cache.add_blob(staging / file.path, digest)
+            digests[file.path] = digest
+            progress.file_done(file.path, reused=False)
+        return digests
 
 
 def _known_digests(cache: ModelCache, key: str) -> dict[tuple[str, int, str | None], str]:
@@ -163,6 +231,24 @@ def _known_digests(cache: ModelCache, key: str) -> dict[tuple[str, int, str | No
         for f in m.files
         if f.etag
     }
+
+
+def _reuse(
+    cache: ModelCache, source: ModelSource, chosen: list[RemoteFile], progress: PullProgress
+) -> tuple[dict[str, str], list[RemoteFile]]:
+    """The sha256 of each chosen file the cache already holds, and the files left to fetch."""
+    known = _known_digests(cache, source.key)
+    digests, fetch = {}, []
+    for file in chosen:
+        digest = file.sha256 or known.get((file.path, file.size, file.etag))
+        if digest and cache.has_blob(digest, file.size):
+            digests[file.path] = digest
+            progress.file_started(file.path, file.size)
+            progress.advance(file.size)
+            progress.file_done(file.path, reused=True)
+        else:
+            fetch.append(file)
+    return digests, fetch
 
 
 def check_s3_version(source: ModelSource, listing: RemoteListing) -> None:
@@ -253,27 +339,27 @@ def pull(
         chosen = select_files(listed, source.is_single_file, allow_pickle, trust_remote_code, where)
         _check_space(cache, chosen, where)
         progress.start(len(chosen), sum(f.size for f in chosen))
-        entries, downloaded, reused = [], 0, 0
-        known = _known_digests(cache, source.key)
-        with cache.staging() as staging:
-            for file in chosen:
-                progress.file_started(file.path, file.size)
-                cached_digest = file.sha256 or known.get((file.path, file.size, file.etag))
-                if cached_digest and cache.has_blob(cached_digest, file.size):
-                    digest, reused = cached_digest, reused + file.size
-                    progress.advance(file.size)
-                    progress.file_done(file.path, reused=True)
-                else:
+        digests, fetch = _reuse(cache, source, chosen, progress)
+        if isinstance(remote, FolderRemote):
+            digests.update(_fetch_folder(remote, source, listing, fetch, cache, progress, where))
+        elif isinstance(remote, StreamingRemote):
+            with cache.staging() as staging:
+                for file in fetch:
+                    progress.file_started(file.path, file.size)
                     digest = _fetch(remote, source, listing, file, cache, staging, progress, where)
-                    downloaded += file.size
+                    digests[file.path] = digest
                     progress.file_done(file.path, reused=False)
-                entries.append(CachedFile(path=file.path, size=file.size, sha256=digest, etag=file.etag))
+        else:
+            raise TypeError(f"{type(remote).__name__} can neither stream files nor fetch them into a folder")
+        downloaded = sum(f.size for f in fetch)
+        reused = sum(f.size for f in chosen) - downloaded
+        entries = tuple(CachedFile(f.path, f.size, digests[f.path], f.etag) for f in chosen)
         manifest = Manifest(
             key=source.key,
             source=ModelSource(source.kind, source.location, None, source.filename).display(),
             kind=source.kind,
             revision=listing.revision,
-            files=tuple(entries),
+            files=entries,
             pulled_at=clock(),
             refs=refs,
             origin=listing.origin,

@@ -1,15 +1,24 @@
-"""What a remote source lists and how its files are fetched: the shape hub.py and s3.py share."""
+"""What a remote source lists and how its files are fetched: the shape hub.py and s3.py share.
+
+Every remote lists; then it either streams one file at a time to the puller (`StreamingRemote`:
+S3, which hashes as the bytes go by) or fetches a batch of files into a folder itself
+(`FolderRemote`: the Hub, through huggingface_hub's parallel, retrying downloader), after
+which the puller hashes and checks what arrived.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from modelport.models.sources import ModelSource
 
 # Receives each chunk as it arrives; the puller hashes, stores and counts it in one pass.
 Write = Callable[[bytes], None]
+# Told how many more bytes have arrived (negative when a download starts a file over).
+Advance = Callable[[int], None]
 
 
 class PullError(Exception):
@@ -33,11 +42,30 @@ class RemoteListing:
     origin: dict[str, str] = field(default_factory=dict)
 
 
+@runtime_checkable
 class Remote(Protocol):
     def listing(self, source: ModelSource) -> RemoteListing: ...
 
+
+@runtime_checkable
+class StreamingRemote(Remote, Protocol):
     def download(self, source: ModelSource, listing: RemoteListing, file: RemoteFile, write: Write) -> None:
         """Stream one file's bytes to ``write``, from the start (a retry starts over)."""
+        ...
+
+
+@runtime_checkable
+class FolderRemote(Remote, Protocol):
+    def download_into(
+        self,
+        source: ModelSource,
+        listing: RemoteListing,
+        files: Sequence[RemoteFile],
+        dest: Path,
+        advance: Advance,
+    ) -> None:
+        """Fetch `files` of the listed revision to ``dest/<path>``, several at once. Files an earlier,
+        interrupted call finished in `dest` are kept, not fetched again. Nothing is verified here."""
         ...
 
 

@@ -11,13 +11,14 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from modelport.models.cache import ModelCache
-from modelport.models.pull import PickleRefused, UnsafeListing, pull, resolve, select_files
-from modelport.models.remote import PullError, RemoteFile, RemoteListing, Write
+from modelport.models.pull import PickleRefused, PullProgress, UnsafeListing, pull, resolve, select_files
+from modelport.models.remote import Advance, PullError, RemoteFile, RemoteListing, Write
 from modelport.models.sources import ModelSource, parse_source
 
 
@@ -236,3 +237,83 @@ def test_any_remote_listing_a_hostile_name_is_refused_before_a_download(
     assert remote.downloads == []
     assert leftovers(cache) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+class FolderMemoryRemote(MemoryRemote):
+    """A remote that fetches a batch into a folder itself, as the Hub's does (snapshot_download)."""
+
+    def __init__(self, files: dict[str, bytes], revision: str = "a" * 40) -> None:
+        super().__init__(files, revision)
+        self.folders: list[Path] = []
+        self.asked: list[list[str]] = []
+
+    def download_into(
+        self,
+        source: ModelSource,
+        listing: RemoteListing,
+        files: Sequence[RemoteFile],
+        dest: Path,
+        advance: Advance,
+    ) -> None:
+        self.folders.append(dest)
+        self.asked.append([f.path for f in files])
+        for file in files:
+            if (dest / file.path).exists():  # finished by an earlier, interrupted call
+                continue
+            if file.path == self.fail_on:
+                raise PullError(f"connection reset while fetching {file.path}")
+            data = self.served.get(file.path, self.files[file.path])
+            (dest / file.path).write_bytes(data)
+            advance(len(data))
+
+
+class Progress(PullProgress):
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.done: list[tuple[str, bool]] = []
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes += nbytes
+
+    def file_done(self, path: str, reused: bool) -> None:
+        self.done.append((path, reused))
+
+
+def test_a_folder_remote_fetches_only_what_the_cache_lacks(tmp_path: Path) -> None:
+    cache, progress = ModelCache(tmp_path), Progress()
+    pull(SOURCE, cache, remote=MemoryRemote(MODEL, revision="a" * 40))
+    changed = {**MODEL, "config.json": b'{"model_type": "llama", "x": 1}'}
+    remote = FolderMemoryRemote(changed, revision="b" * 40)
+    result = pull(parse_source("acme/chat@v2"), cache, remote=remote, progress=progress)
+    assert remote.asked == [["config.json"]]
+    assert result.downloaded_bytes == len(changed["config.json"])
+    assert progress.bytes == result.downloaded_bytes + result.reused_bytes
+    assert ("config.json", False) in progress.done and ("model.safetensors", True) in progress.done
+    assert (result.path / "config.json").read_bytes() == changed["config.json"]
+    assert cache.verify(result.manifest) == []
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_folder_download_cut_short_is_taken_up_by_the_next_pull(tmp_path: Path) -> None:
+    cache, remote = ModelCache(tmp_path), FolderMemoryRemote(MODEL)
+    remote.fail_on = "tokenizer.json"
+    with pytest.raises(PullError, match="connection reset"):
+        pull(SOURCE, cache, remote=remote)
+    assert cache.manifests() == []
+    staging = remote.folders[0]
+    assert staging.parent == tmp_path / "tmp" and (staging / "config.json").exists()
+    remote.fail_on = None
+    result = pull(SOURCE, cache, remote=remote)
+    assert remote.folders == [staging, staging]  # the same folder: what arrived is still there
+    assert cache.verify(result.manifest) == []
+    assert not staging.exists()
+
+
+def test_a_folder_download_that_fails_its_checks_keeps_nothing(tmp_path: Path) -> None:
+    cache, remote = ModelCache(tmp_path), FolderMemoryRemote(MODEL)
+    tampered = bytearray(MODEL["model.safetensors"])
+    tampered[-1] ^= 1
+    remote.served["model.safetensors"] = bytes(tampered)
+    with pytest.raises(PullError, match=r"model\.safetensors failed verification: sha256 differs"):
+        pull(SOURCE, cache, remote=remote)
+    assert leftovers(cache) == []
