@@ -25,8 +25,8 @@ from modelport.pipelines.runners.text_common import (
     MAX_INPUTS,
     TextModel,
     check_chars,
-    chunks,
     load_text_model,
+    logits,
     read_texts,
 )
 
@@ -44,20 +44,17 @@ def load(path: Path, task: str, options: LoadOptions) -> TaskRunner:
         from modelport.pipelines.runners import tokens
 
         return tokens.load(path, task, options)
+    if task == "question-answering":
+        from modelport.pipelines.runners import qa
+
+        return qa.load(path, options)
+    if task == "text-ranking":
+        from modelport.pipelines.runners import rerank
+
+        return rerank.load(path, options)
     if task == "table-question-answering":
         raise ModelLoadError("table-question-answering is not served by modelport: its models need pandas")
     raise ModelLoadError(f"{task!r} is not a text task")
-
-
-def logits(tm: TextModel, texts: Sequence[str], pairs: Sequence[str] | None, **tokenize: Any) -> torch.Tensor:
-    """Sequence-classifier logits for many texts, max_batch rows per forward, as float32 on CPU."""
-    out = []
-    for rows in chunks(len(texts), tm.max_batch):
-        part = [pairs[i] for i in rows] if pairs is not None else None
-        enc = tm.encode([texts[i] for i in rows], part, **tokenize)
-        with torch.inference_mode():
-            out.append(tm.model(**enc).logits.float().cpu())
-    return torch.cat(out)
 
 
 def _flatten(items: Sequence[Prepared]) -> tuple[list[Any], list[range]]:

@@ -52,15 +52,26 @@ class TextModel:
         )
         return enc.to(self.device)
 
-    def check_lengths(self, lengths: Sequence[int], hint: str = "shorten it") -> None:
+    def check_lengths(self, lengths: Sequence[int], hint: str = "shorten it", name: str = "inputs") -> None:
         for i, n in enumerate(lengths):
             if n > self.max_tokens:
-                where = "`inputs`" if len(lengths) == 1 else f"`inputs`[{i}]"
+                where = f"`{name}`" if len(lengths) == 1 else f"`{name}`[{i}]"
                 raise TaskInputError(
                     f"{where} is {n} tokens long, over this model's limit of {self.max_tokens} tokens; "
                     + hint,
                     code="input_too_long",
                 )
+
+
+def logits(tm: TextModel, texts: Sequence[str], pairs: Sequence[str] | None, **tokenize: Any) -> torch.Tensor:
+    """Sequence-classifier logits for many texts, max_batch rows per forward, as float32 on CPU."""
+    out = []
+    for rows in chunks(len(texts), tm.max_batch):
+        part = [pairs[i] for i in rows] if pairs is not None else None
+        enc = tm.encode([texts[i] for i in rows], part, **tokenize)
+        with torch.inference_mode():
+            out.append(tm.model(**enc).logits.float().cpu())
+    return torch.cat(out)
 
 
 def load_text_model(
