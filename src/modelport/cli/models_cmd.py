@@ -333,9 +333,8 @@ def convert_cmd(
                 progress.update(task, description=f"{label} [dim]{escape(line[:80])}[/dim]")
 
             result = gguf_convert.convert(model_dir, output, out_type, converter, name, on_line=show)
-    except gguf_convert.ConvertFailed as exc:
-        err.print("\n".join(escape(line) for line in exc.tail), highlight=False)
-        err.print(f"[red]{escape(str(exc))}[/red]\nfull log: {exc.log}")
+    except gguf_convert.ConvertFailed as exc:  # the reason only: the traceback stays in the log
+        err.print(f"[red]{escape(str(exc))}[/red]\nfull log: {escape(str(exc.log))}")
         raise typer.Exit(1) from None
     except gguf_convert.ConvertError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")

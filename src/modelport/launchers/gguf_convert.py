@@ -31,6 +31,7 @@ from modelport.launchers.engine_install import find_engine
 from modelport.launchers.gguf_convert_main import SCRIPT, WARNING_PREFIX
 from modelport.models.formats import GGUF_SUFFIX, FormatError, read_gguf_header, weight_formats
 from modelport.models.sources import ModelSource
+from modelport.runtime.failure import failure_line
 
 OUT_TYPES = ("q8_0", "f16", "bf16", "f32")
 DEFAULT_OUT_TYPE = "q8_0"
@@ -221,16 +222,9 @@ def converter_env(converter: Path, base: Mapping[str, str]) -> dict[str, str]:
 
 
 def failure_reason(log_text: str) -> str:
-    """The line that says why the converter stopped, with a hint where one is known."""
-    lines = [line.strip() for line in re.split(r"[\r\n]+", log_text) if line.strip()]
-    reason = next(
-        (
-            line
-            for line in reversed(lines)
-            if line.startswith("ERROR:") or re.match(r"[A-Za-z_.]*(Error|Exception)\b", line)
-        ),
-        lines[-1] if lines else "no output",
-    )
+    """The line that says why the converter stopped (its exception's, or its logged error's;
+    never a traceback frame), with a hint where one is known."""
+    reason = failure_line(log_text) or "no output"
     missing = _MISSING_MODULE.search(reason)
     if missing:
         reason += f" (install it into modelport's environment: pip install {missing.group(1)})"

@@ -10,6 +10,7 @@ The sdist and the llama.cpp that loads the file come from the test engines folde
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,31 @@ def test_f32_gguf_holds_the_same_weights(tiny_model: Path, llamacpp_sdist: Path,
     ):
         expected = weights[hf_name].to(torch.float32).numpy()
         assert np.array_equal(np.asarray(tensors[gguf_name].data).reshape(expected.shape), expected)
+
+
+def test_a_refusal_prints_the_converters_reason_not_its_traceback(
+    tiny_model: Path,
+    llamacpp_sdist: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model, model)
+    spec = json.loads((model / "tokenizer.json").read_text())
+    spec["normalizer"] = {"type": "NFKC"}  # a BPE llama.cpp does not know, and no longer GPT-2's
+    (model / "tokenizer.json").write_text(json.dumps(spec))
+    out = tmp_path / "tiny.gguf"
+    args = ["models", "convert", str(model), "--to", "gguf", "--out", str(out)]
+
+    done = runner.invoke(app, [*args, "--sdist", str(llamacpp_sdist)])
+
+    assert done.exit_code == 1, done.output
+    assert "Traceback" in Path(f"{out}.log").read_text()
+    assert "Traceback" not in done.output and 'File "' not in done.output
+    text = " ".join(done.output.split())
+    assert text.startswith(
+        "the converter failed (exit status 1): NotImplementedError: BPE pre-tokenizer was not recognized"
+    )
+    assert text.endswith(f"full log: {out}.log") and not out.exists()
 
 
 # The texts cover GPT-2's splitting rules: contractions, digits, runs of spaces, tabs and newlines,

@@ -378,7 +378,7 @@ def test_other_unknown_tokenizers_still_fail(tmp_path: Path, converter: Path) ->
         ),
         (
             "INFO:hf-to-gguf:Loading model\nERROR:hf-to-gguf:Model FooForCausalLM is not supported\n",
-            "ERROR:hf-to-gguf:Model FooForCausalLM is not supported",
+            "Model FooForCausalLM is not supported",
         ),
         ("", "no output"),
     ],
@@ -430,6 +430,26 @@ def test_convert_command_refusals(
     assert done.exit_code == code, done.output
     assert message in " ".join(done.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+
+
+def test_a_refusal_by_the_converter_prints_its_reason_not_its_traceback(
+    tmp_path: Path, converter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdist = make_sdist(tmp_path / "llama_cpp_python-9.9.9.tar.gz", converter)
+    make_model(tmp_path / "tiny", {**GPT2_SPEC, "normalizer": {"type": "NFKC"}})  # not gpt-2's splitting
+    monkeypatch.chdir(tmp_path)
+
+    done = runner.invoke(app, ["models", "convert", "tiny", "--to", "gguf", "--sdist", str(sdist)])
+
+    assert done.exit_code == 1, done.output
+    log = tmp_path / "tiny-q8_0.gguf.log"
+    assert "Traceback (most recent call last)" in log.read_text()  # the frames are in the log only
+    assert "Traceback" not in done.output and 'File "' not in done.output
+    assert " ".join(done.output.split()) == (  # rich wraps at the console's width
+        "the converter failed (exit status 1): NotImplementedError: BPE pre-tokenizer was not recognized - "
+        "update get_vocab_base_pre() (llama.cpp does not know this tokenizer; only plain byte-level BPE "
+        f"falls back to gpt-2) full log: {log}"
+    )
 
 
 def test_a_remote_source_must_be_pulled_first(tmp_path: Path) -> None:
