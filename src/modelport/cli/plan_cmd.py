@@ -1,4 +1,8 @@
-"""`modelport plan MODEL`: which hardware a model fits, how many sequences, what it costs."""
+"""`modelport plan MODEL`: which hardware a model fits, how many sequences, what it costs.
+
+A task model that is not an LLM (a classifier, Whisper, a diffusion pipeline) is shown with its
+tasks, its towers or components, and the batch it is sized for instead of sequences.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from modelport.models.quantization import KV_CACHE_DTYPES, SCHEMES
 from modelport.models.remote import PullError
 from modelport.models.remote_headers import fetch_plan_folder
 from modelport.models.sources import SourceError, parse_source
+from modelport.models.task_plan import DEFAULT_TASK_BATCH, DIFFUSION, LLM, TaskShape
 
 LOCAL, CACHE, REMOTE = "local path", "weight cache", "remote headers"
 REMOTE_NOTE = "planned from the source's config and weight-file headers; no weights were downloaded"
@@ -105,12 +110,25 @@ def plan_command(
         Path | None,
         typer.Option(help='JSON file of USD per GPU-hour by instance type, e.g. {"nvidia-h100": 4.5}.'),
     ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, help="Task models: inputs per batch; default 32 (diffusion: 1 image)."),
+    ] = None,
+    resolution: Annotated[
+        str | None,
+        typer.Option(help="Diffusion: image size, WIDTHxHEIGHT or one side; default: the pipeline's own."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole plan as JSON.")] = False,
 ) -> None:
     """Size MODEL for each GPU in the catalog and this machine's CPU, from its config and headers."""
     try:
         request = PlanRequest(
-            context=context, concurrency=concurrency, quantization=quantization, kv_cache_dtype=kv_cache_dtype
+            context=context,
+            concurrency=concurrency,
+            quantization=quantization,
+            kv_cache_dtype=kv_cache_dtype,
+            batch=batch,
+            resolution=_resolution(resolution),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -143,6 +161,16 @@ def plan_command(
         console.print(line, soft_wrap=isinstance(line, _Command), highlight=False)
 
 
+def _resolution(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--resolution takes WIDTHxHEIGHT or one side in pixels, not {text!r}")
+    width = int(parts[0])
+    return width, int(parts[-1])
+
+
 class _Command(str):
     """A shell command line in the output."""
 
@@ -171,6 +199,8 @@ def _params(n: int) -> str:
 def _header(p: Plan, typed: str | None) -> list[Text | str]:
     info = p.model
     name = typed or Path(info.source).name
+    if p.task is not None:
+        return _task_header(p, p.task, name)
     params = info.parameters
     active = f", {_params(params.active)} active" if params.active != params.total else ""
     kv_token = p.kv_bytes_per_token
@@ -183,6 +213,31 @@ def _header(p: Plan, typed: str | None) -> list[Text | str]:
         f"KV cache {kv_text}/token{kv_dtype} → {fmt_bytes(p.kv_bytes_per_sequence)} per {p.context:,}-token "
         f"sequence · asked: {p.request.concurrency:,} at once",
     ]
+
+
+def _task_header(p: Plan, task: TaskShape, name: str) -> list[Text | str]:
+    info = p.model
+    tasks = ", ".join(info.tasks) or "no task found"
+    lines: list[Text | str] = [
+        Text(f"{name} · {info.facts.architecture} · {tasks} (from {info.task_evidence})", style="bold"),
+        f"{_params(info.parameters.total)} parameters · from {info.parameter_source} · weights "
+        f"{fmt_bytes(p.weights_bytes)} at {p.scheme}",
+    ]
+    for c in info.components:
+        lines.append(
+            f"  {c.name} ({c.class_name}): {_params(c.parameters)} parameters, "
+            f"{fmt_bytes(c.bytes)} {c.scheme}"
+        )
+    for t in info.towers:
+        lines.append(f"  {t.name}: {t.layers} layers × {t.hidden_size}, {t.positions:,} positions")
+    per_item = f"{fmt_bytes(task.item_bytes)} per {'image' if task.kind == DIFFUSION else 'input'}"
+    lines.append(
+        f"{task.kind}: no KV cache · working memory {per_item} at {p.scheme} (an estimate) · "
+        f"batch of {task.batch:,} × {task.what}"
+    )
+    if p.scheme == "fp32":
+        lines.append("GPUs load the weights in 16 bits: weights and working memory half these there")
+    return lines
 
 
 def _seqs(fit: OptionFit) -> Text:
@@ -203,7 +258,8 @@ def _table(p: Plan) -> Table:
     table.add_column("Hardware", no_wrap=True)
     table.add_column("GPUs", justify="right", no_wrap=True)
     table.add_column("Fit", justify="center", no_wrap=True)
-    table.add_column(f"Seqs@{_short_tokens(p.context)}", justify="right", no_wrap=True)
+    column = f"Seqs@{_short_tokens(p.context)}" if p.task is None else "Max batch"
+    table.add_column(column, justify="right", no_wrap=True)
     table.add_column("$/h", justify="right", no_wrap=True)
     table.add_column("$/1M", justify="right", no_wrap=True)
     table.add_column("Why", ratio=1, min_width=20)
@@ -227,9 +283,17 @@ def _footer(p: Plan, model: str) -> list[Text | str]:
     lines: list[Text | str] = []
     best = p.cheapest
     wanted = f"{p.request.concurrency:,} × {p.context:,}-token sequences"
+    if p.task is not None:
+        wanted = f"a batch of {p.task.batch:,} × {p.task.what}"
     if best is None:
         most = max(p.evaluated, key=lambda f: f.max_sequences, default=None)
         tail = f"; the most is {most.max_sequences:,} on {most.option.label}" if most and most.fits else ""
+        if most is not None and most.workload != LLM:
+            tail = (
+                f"; the largest batch is {most.max_sequences:,} on {most.option.label}"
+                if most.max_sequences
+                else ""
+            )
         lines.append(Text(f"No option serves {wanted}{tail}.", style="bold red"))
     else:
         t = best.throughput
@@ -240,6 +304,11 @@ def _footer(p: Plan, model: str) -> list[Text | str]:
             lines.append(_Command("  vllm serve " + shlex.join([model, *best.vllm_flags])))
         if best.builtin_flags:
             lines.append(_Command("  modelport serve " + shlex.join([model, *best.builtin_flags])))
+        elif best.workload != LLM:
+            batch_flags = ["--max-batch", str(best.batch)] if best.workload != DIFFUSION else []
+            if best.batch == DEFAULT_TASK_BATCH:
+                batch_flags = []
+            lines.append(_Command("  modelport serve " + shlex.join([model, *batch_flags])))
         lines.extend(f"  note: {n}" for n in best.notes)
     for note in p.notes:
         lines.append(f"note: {note}")

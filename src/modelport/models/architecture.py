@@ -33,6 +33,11 @@ KV cache, bytes per token (b = bytes per element of the cache dtype, L layers):
   on, and a config's `layer_types` list overrides all of these.
 With tensor parallelism over t GPUs each GPU holds ``ceil(g / t)`` KV heads (heads are
 replicated when t > g); MLA's latent is replicated on every GPU.
+
+Task models that are not LLMs (encoders, encoder-decoders) are described by `towers_from_config`
+instead: one `Tower` per transformer stack (a text, vision or audio encoder, a decoder), with the
+most positions one input has there (text tokens, image patches plus the class token, audio
+frames). Their parameters come from the weight headers, not from a formula.
 """
 
 from __future__ import annotations
@@ -232,6 +237,124 @@ def facts_from_config(config: Mapping[str, Any]) -> ModelFacts:
         mtp_layers=_int(cfg, "num_nextn_predict_layers", default=0),
         known=model_type in KNOWN_MODEL_TYPES,
     )
+
+
+def facts_without_formula(config: Mapping[str, Any]) -> ModelFacts:
+    """The facts of a task model whose config does not read as a decoder (ViT, Whisper, CLIP...):
+    what `facts_from_config` can read, else names, dtype and quantization with zero sizes."""
+    try:
+        return facts_from_config(config)
+    except ArchitectureError:
+        pass
+    archs = config.get("architectures")
+    model_type = str(config.get("model_type") or "")
+    architecture = str(archs[0]) if isinstance(archs, list) and archs else model_type or "unknown"
+    return ModelFacts(
+        architecture=architecture,
+        model_type=model_type,
+        num_layers=0,
+        hidden_size=0,
+        intermediate_size=0,
+        num_attention_heads=0,
+        num_kv_heads=0,
+        head_dim=0,
+        vocab_size=_int(config, "vocab_size", default=0),
+        tie_word_embeddings=False,
+        max_position_embeddings=0,
+        sliding_window=None,
+        layer_windows=(),
+        dtype=_dtype(config, config),
+        quantization=_quantization(config.get("quantization_config")),
+        known=False,
+    )
+
+
+@dataclass(frozen=True)
+class Tower:
+    """One transformer stack of a task model: what its working memory follows from."""
+
+    name: str  # text, vision, audio, encoder or decoder
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    positions: int  # the most tokens one input has: text tokens, image patches, audio frames
+
+
+# Positions when a config names none: BERT's 512 for text; 30 s of audio at the 50 frames per
+# second that wav2vec2- and Whisper-style feature encoders make.
+TEXT_POSITIONS = 512
+AUDIO_FRAMES = 1500
+_NESTED_TOWERS = {
+    "text_config": "text",
+    "vision_config": "vision",
+    "audio_config": "audio",
+    "encoder": "encoder",
+    "decoder": "decoder",
+}
+
+
+def towers_from_config(config: Mapping[str, Any]) -> tuple[Tower, ...]:
+    """The stacks of a task model: nested configs (CLIP, BLIP, VisionEncoderDecoder), a flat
+    encoder-decoder (Whisper, BART, T5, Marian) as two, or the config itself as one."""
+    towers = []
+    for key, name in _NESTED_TOWERS.items():
+        sub = config.get(key)
+        if isinstance(sub, Mapping):
+            towers.append(_tower(sub, name))
+    if not any(towers):
+        flat_decoder = any(k in config for k in ("decoder_layers", "num_decoder_layers"))
+        if flat_decoder or config.get("is_encoder_decoder") is True:
+            towers = [_tower(config, "encoder", "encoder"), _tower(config, "decoder", "decoder")]
+        else:
+            towers = [_tower(config, _kind_of_stack(config))]
+    return tuple(t for t in towers if t is not None)
+
+
+def _kind_of_stack(config: Mapping[str, Any]) -> str:
+    if "image_size" in config or "num_channels" in config:
+        return "vision"
+    if "conv_dim" in config or "num_mel_bins" in config:
+        return "audio"
+    return "text"
+
+
+def _first(config: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = _optional_int(config, key)
+        if value is not None:
+            return value
+    return None
+
+
+def _tower(cfg: Mapping[str, Any], name: str, prefix: str = "") -> Tower | None:
+    hidden = _first(cfg, "hidden_size", "d_model", "n_embd", "embed_dim", "dim")
+    if hidden is None:
+        return None
+    own = (f"{prefix}_layers", "num_decoder_layers") if prefix == "decoder" else (f"{prefix}_layers",)
+    layers = _first(cfg, *own, "num_hidden_layers", "num_layers", "n_layer", "n_layers") or 0
+    ffn = _first(cfg, f"{prefix}_ffn_dim", "intermediate_size", "d_ff", "ffn_dim", "n_inner", "hidden_dim")
+    return Tower(name, layers, hidden, ffn or 4 * hidden, _positions(cfg, name, prefix))
+
+
+def _positions(cfg: Mapping[str, Any], name: str, prefix: str) -> int:
+    own = {"encoder": "max_source_positions", "decoder": "max_target_positions"}.get(prefix, "")
+    found = _first(cfg, own, "max_position_embeddings", "n_positions", "max_seq_len")
+    if found is not None:
+        return found
+    image, patch = _side(cfg.get("image_size")), _side(cfg.get("patch_size"))
+    if image and patch:
+        return (image // patch) ** 2 + 1  # the patches and a class token
+    if name == "audio" or _kind_of_stack(cfg) == "audio":
+        return AUDIO_FRAMES
+    return TEXT_POSITIONS
+
+
+def _side(value: Any) -> int | None:
+    """An image or patch side: an int, or the larger of a [height, width] pair."""
+    if isinstance(value, list | tuple):
+        sides = [v for v in value if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+        return max(sides) if sides else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _dtype(config: Mapping[str, Any], cfg: Mapping[str, Any]) -> str | None:

@@ -5,6 +5,11 @@ headers (names, dtypes, shapes: exact counts and bytes in a few small reads). A 
 carries both in its own metadata. Where there are no weights to read (a folder with only a
 config, or only pickle files, which are never opened), the count comes from the config by
 formula, and `ModelInfo.parameter_source` says so.
+
+A model's tasks (tasks.py) say how it is planned: a text-generation model (or one whose task
+cannot be told) as an LLM, any other as a task model described by its towers (architecture.py).
+A diffusers folder (model_index.json, one subfolder per component) is the sum of its
+components' safetensors headers, each kept in `ModelInfo.components`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +26,13 @@ from modelport.models.architecture import (
     ArchitectureError,
     ModelFacts,
     ParamCount,
+    Tower,
     facts_from_config,
+    facts_without_formula,
     parameter_count,
+    towers_from_config,
 )
+from modelport.models.diffusers_folder import PipelineReadError, read_pipeline
 from modelport.models.formats import (
     GGUF_SUFFIX,
     SAFETENSORS_SUFFIX,
@@ -33,6 +42,8 @@ from modelport.models.formats import (
     read_safetensors_header,
 )
 from modelport.models.quantization import scheme_for_dtype
+from modelport.models.task_plan import LLM, Component, DiffusionFacts, workload_kind
+from modelport.models.tasks import detect_tasks
 
 SOURCE_SAFETENSORS = "safetensors headers"
 SOURCE_GGUF = "gguf"
@@ -72,6 +83,16 @@ class ModelInfo:
     checkpoint_bytes: int | None  # exact tensor bytes of the weight files; None without weights
     parameter_source: str  # SOURCE_SAFETENSORS, SOURCE_GGUF or SOURCE_CONFIG
     notes: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()  # detect_tasks's answer; the first is the default
+    task_evidence: str = ""
+    towers: tuple[Tower, ...] = ()  # a task model's stacks; empty for an LLM
+    components: tuple[Component, ...] = ()  # a diffusion pipeline's parts
+    diffusion: DiffusionFacts | None = None
+
+    @property
+    def workload(self) -> str:
+        """llm, encoder, seq2seq or diffusion (task_plan.py): how the planner sizes it."""
+        return workload_kind(self.tasks, self.towers, self.diffusion is not None)
 
 
 def inspect_model(path: Path) -> ModelInfo:
@@ -85,6 +106,8 @@ def inspect_model(path: Path) -> ModelInfo:
         raise ModelInspectError(f"{path} is neither a model folder nor a .gguf file")
     if not path.is_dir():
         raise ModelInspectError(f"{path} does not exist: pass a model folder or a .gguf file")
+    if (path / "model_index.json").is_file():
+        return _inspect_diffusers(path)
     if (path / "config.json").is_file():
         return _inspect_folder(path)
     firsts = _first_gguf_files(path)
@@ -94,8 +117,8 @@ def inspect_model(path: Path) -> ModelInfo:
         shown = ", ".join(p.name for p in firsts[:4])
         raise ModelInspectError(f"{path} holds several GGUF files ({shown}); pass the one you want to plan")
     raise ModelInspectError(
-        f"{path} has no config.json and no .gguf file: point at a Hugging Face model folder "
-        "(config.json and weights, or config.json alone) or a .gguf file"
+        f"{path} has no config.json, model_index.json or .gguf file: point at a Hugging Face model "
+        "folder (config.json and weights, or config.json alone), a diffusers folder or a .gguf file"
     )
 
 
@@ -122,6 +145,21 @@ def info_from_config(config: Mapping[str, Any], source: str = "config.json") -> 
         parameter_source=SOURCE_CONFIG,
         notes=tuple(notes) + _unknown_note(facts),
     )
+
+
+def _task_info_from_config(config: Mapping[str, Any], source: str) -> ModelInfo:
+    """A task model's config alone: its facts as far as they read, parameters by the decoder
+    formula only where the config has a decoder's sizes (approximate for an encoder)."""
+    facts = facts_without_formula(config)
+    scheme, notes = _config_scheme(facts)
+    if facts.num_attention_heads:
+        params = parameter_count(facts)
+        notes.append(
+            f"parameters by a decoder's formula: approximate for a {facts.model_type or 'task'} model"
+        )
+    else:
+        params = ParamCount(0, 0, 0, 0, 0, 0)
+    return ModelInfo(source, facts, params, scheme, None, SOURCE_CONFIG, tuple(notes))
 
 
 def _facts(config: Mapping[str, Any], source: str) -> ModelFacts:
@@ -165,11 +203,28 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def _inspect_folder(folder: Path) -> ModelInfo:
     config = _read_config(folder)
-    analytic = info_from_config(config, str(folder))
+    found = detect_tasks(folder)
+    towers = towers_from_config(config)
+    task_model = workload_kind(found.tasks, towers, False) != LLM
+    info = _inspect_weights(folder, config, task_model)
+    return replace(info, tasks=found.tasks, task_evidence=found.evidence, towers=towers if task_model else ())
+
+
+def _inspect_weights(folder: Path, config: Mapping[str, Any], task_model: bool) -> ModelInfo:
+    if task_model:
+        analytic = _task_info_from_config(config, str(folder))
+    else:
+        analytic = info_from_config(config, str(folder))
     names = [p.name for p in folder.iterdir() if p.is_file()]
     files, notes = _safetensors_files(folder, names)
     if not files:
         pickles = sorted(n for n in names if is_pickle(n))
+        if task_model and not analytic.parameters.total:
+            why = f"only pickle weights ({pickles[0]}…), never opened" if pickles else "no weight files"
+            raise ModelInspectError(
+                f"{folder}: {why}, and a {analytic.facts.model_type or 'task'} model's size does not "
+                "follow from its config: pull its safetensors weights to plan it"
+            )
         if pickles:
             notes.append(f"only pickle weights ({pickles[0]}…), not opened: parameters from the config")
         elif not notes:
@@ -202,20 +257,12 @@ def _inspect_folder(folder: Path) -> ModelInfo:
         checkpoint_scheme=scheme,
         checkpoint_bytes=data_bytes,
         parameter_source=SOURCE_SAFETENSORS,
-        notes=tuple(notes) + _unknown_note(facts),
+        notes=tuple(notes) + (() if task_model else _unknown_note(facts)),
     )
 
 
 def _with_notes(info: ModelInfo, notes: Iterable[str]) -> ModelInfo:
-    return ModelInfo(
-        source=info.source,
-        facts=info.facts,
-        parameters=info.parameters,
-        checkpoint_scheme=info.checkpoint_scheme,
-        checkpoint_bytes=info.checkpoint_bytes,
-        parameter_source=info.parameter_source,
-        notes=(*notes, *info.notes),
-    )
+    return replace(info, notes=(*notes, *info.notes))
 
 
 def _safetensors_files(folder: Path, names: list[str]) -> tuple[list[Path], list[str]]:
@@ -318,6 +365,45 @@ def _header_scheme(tensors: list[TensorInfo], facts: ModelFacts) -> tuple[str, l
     if configured is not None and configured != scheme:
         notes.append(f"config says {facts.dtype}, the weight files hold {scheme}: sized as {scheme}")
     return scheme, notes
+
+
+# --- diffusers ----------------------------------------------------------------------------------
+
+
+def _inspect_diffusers(folder: Path) -> ModelInfo:
+    """The sum of a pipeline's components; the facts name the pipeline (it has no decoder's)."""
+    try:
+        read = read_pipeline(folder)
+    except PipelineReadError as exc:
+        raise ModelInspectError(str(exc)) from None
+    found = detect_tasks(folder)
+    pipeline = read.facts.pipeline
+    facts = facts_without_formula({"architectures": [pipeline], "model_type": "diffusers"})
+    components = []
+    tensors: list[TensorInfo] = []
+    for part in read.components:
+        params = _count_tensors(list(part.tensors), facts)
+        scheme, _ = _header_scheme(list(part.tensors), facts)
+        components.append(Component(part.name, part.class_name, params.total, part.data_bytes, scheme))
+        tensors.extend(part.tensors)
+    scheme, _ = _header_scheme(tensors, facts)
+    schemes = sorted({c.scheme for c in components})
+    notes = list(read.notes)
+    if len(schemes) > 1:
+        notes.append(f"the components hold {', '.join(schemes)} weights: sized as {scheme} when converted")
+    return ModelInfo(
+        source=str(folder),
+        facts=facts,
+        parameters=_count_tensors(tensors, facts),
+        checkpoint_scheme=scheme,
+        checkpoint_bytes=sum(c.bytes for c in components),
+        parameter_source=SOURCE_SAFETENSORS,
+        notes=tuple(notes),
+        tasks=found.tasks,
+        task_evidence=found.evidence,
+        components=tuple(components),
+        diffusion=read.facts,
+    )
 
 
 # --- GGUF ---------------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ of B = min(concurrency, max sequences) sequences, each half-way through its cont
   weights on FP8 hardware);
 - step = the larger; tokens/s = B / step; $ per 1M output tokens = $/h / (tokens/s × 3600) × 1e6.
 Tensor-parallel communication is not modelled, so multi-GPU figures are optimistic.
+
+Task models that are not LLMs (encoders, encoder-decoders, diffusion pipelines: `ModelInfo.workload`)
+have no context to plan: they fit when their weights, overhead and the working memory of one
+batch do (task_plan.py has the model); `max_sequences` is then the batch items that fit.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ from modelport.models.quantization import (
     kv_dtype_bytes,
     resolve_scheme,
 )
+from modelport.models.task_plan import (
+    DIFFUSION,
+    LLM,
+    TaskShape,
+    task_hardware_problem,
+    task_overhead,
+    task_scheme,
+    task_shape,
+)
 
 GIB = 2**30
 MIB = 2**20
@@ -68,15 +81,23 @@ COMPUTE_EFFICIENCY = 0.4
 @dataclass(frozen=True)
 class PlanRequest:
     """What to plan for. `context` None: the model's own maximum; `quantization` None: the
-    checkpoint's format; `kv_cache_dtype` auto (the activation dtype) or fp8."""
+    checkpoint's format; `kv_cache_dtype` auto (the activation dtype) or fp8. Task models only:
+    `batch` None: 32 inputs (1 image for diffusion); `resolution` (width, height) of the images
+    drawn, None: the pipeline's own default."""
 
     context: int | None = None
     concurrency: int = 1
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
     gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION
+    batch: int | None = None
+    resolution: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.batch is not None and self.batch < 1:
+            raise ValueError("batch must be at least 1")
+        if self.resolution is not None and min(self.resolution) < 8:
+            raise ValueError("resolution must be at least 8×8 pixels")
         if self.context is not None and self.context < 1:
             raise ValueError("context must be at least 1 token")
         if self.concurrency < 1:
@@ -127,6 +148,8 @@ class OptionFit:
     throughput: Throughput | None = None
     notes: tuple[str, ...] = ()
     smaller: str = ""  # in a plan's rows: why the next smaller size of this accelerator was not picked
+    workload: str = LLM  # llm, encoder, seq2seq or diffusion (task_plan.py)
+    batch: int = 0  # task models: the batch sized (memory.kv_per_sequence is one item's bytes)
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,7 @@ class Plan:
     evaluated: tuple[OptionFit, ...]  # every option sized
     cheapest: OptionFit | None  # the lowest $/h that serves the concurrency (ties: lower $/1M tokens)
     notes: tuple[str, ...] = ()
+    task: TaskShape | None = None  # task models: the batch at the checkpoint's dtype
 
 
 def request_scheme(model: ModelInfo, request: PlanRequest) -> Scheme:
@@ -240,6 +264,8 @@ def _hardware_problem(
 
 def check_fit(model: ModelInfo, option: HardwareOption, request: PlanRequest) -> OptionFit:
     """Size one instance for the request: fit, max sequences, flags, throughput and cost."""
+    if model.workload != LLM:
+        return _task_fit(model, option, request)
     facts = model.facts
     scheme = request_scheme(model, request)
     context, notes = plan_context(model, request)
@@ -296,6 +322,83 @@ def check_fit(model: ModelInfo, option: HardwareOption, request: PlanRequest) ->
         throughput=throughput,
         notes=tuple(notes),
     )
+
+
+def model_task_shape(model: ModelInfo, act_bytes: int, request: PlanRequest) -> TaskShape:
+    vocab = model.facts.vocab_size
+    return task_shape(
+        model.workload,
+        model.towers,
+        model.tasks,
+        vocab,
+        model.diffusion,
+        act_bytes,
+        request.batch,
+        request.resolution,
+    )
+
+
+def _task_fit(model: ModelInfo, option: HardwareOption, request: PlanRequest) -> OptionFit:
+    """A task model on one device: weights + overhead + one batch's working memory."""
+    kind = model.workload
+    scheme = task_scheme(kind, request_scheme(model, request), request.quantization is not None, option)
+    shape = model_task_shape(model, scheme.compute_bytes, request)
+    usable = int(option.accelerator.memory_bytes * request.gpu_memory_utilization)
+    weights = weights_bytes(model, scheme)
+    overhead = task_overhead(option, BUILTIN_RUNTIME)
+    budget = usable - weights - overhead
+    memory = MemoryBreakdown(usable, weights, overhead, budget, shape.item_bytes)
+    problem = task_hardware_problem(scheme)
+    most = 0 if problem or budget <= 0 else budget // shape.item_bytes
+    fits = problem is None and most >= shape.batch
+    notes = [f"weights loaded as {scheme.label}"] if scheme.name != model.checkpoint_scheme else []
+    if option.count > 1:
+        notes.append(f"the task pipelines run on one of the {option.count} GPUs")
+    return OptionFit(
+        option=option,
+        engine="builtin",
+        tensor_parallel=1,
+        context=shape.positions,
+        fits=fits,
+        meets_concurrency=fits,
+        max_sequences=most,
+        reason=problem or _task_reason(option.label, memory, shape, most),
+        summary=problem or _task_summary(memory, shape, most),
+        memory=memory,
+        notes=tuple(notes),
+        workload=kind,
+        batch=shape.batch,
+    )
+
+
+def _task_reason(where: str, m: MemoryBreakdown, shape: TaskShape, most: int) -> str:
+    """As the LLM reasons read: why it does not fit, or what the batch takes."""
+    if m.weights + m.overhead > m.usable:
+        return (
+            f"weights {fmt_bytes(m.weights)} + overhead {fmt_bytes(m.overhead)} > "
+            f"{fmt_bytes(m.usable)} usable on {where}"
+        )
+    need, each = shape.batch * shape.item_bytes, f"{fmt_bytes(shape.item_bytes)} each"
+    if most >= shape.batch:
+        return (
+            f"a batch of {shape.batch:,} × {shape.what} takes {fmt_bytes(need)} ({each}) "
+            f"of {fmt_bytes(m.kv_budget)}"
+        )
+    text = (
+        f"no room for a batch of {shape.batch:,} × {shape.what}: {fmt_bytes(m.kv_budget)} left after "
+        f"weights and overhead < {fmt_bytes(need)} ({each}) on {where}"
+    )
+    if shape.kind != DIFFUSION and most >= 1:
+        text += f"; it holds a batch of {most:,} (add --max-batch {most} to the model's args)"
+    return text
+
+
+def _task_summary(m: MemoryBreakdown, shape: TaskShape, most: int) -> str:
+    if m.weights + m.overhead > m.usable:
+        return f"needs {fmt_bytes(m.weights + m.overhead)} > {fmt_bytes(m.usable)}"
+    if most < shape.batch:
+        return f"batch {fmt_bytes(shape.batch * shape.item_bytes)} > {fmt_bytes(max(m.kv_budget, 0))}"
+    return ""
 
 
 def fmt_bytes(n: int | float) -> str:
@@ -445,7 +548,8 @@ def plan(model: ModelInfo, request: PlanRequest, options: Sequence[HardwareOptio
     """Size every option; per accelerator, pick the smallest instance that serves the concurrency,
     else the smallest that fits, else the largest (to show why none does)."""
     scheme = request_scheme(model, request)
-    context, notes = plan_context(model, request)
+    task = model_task_shape(model, scheme.compute_bytes, request) if model.workload != LLM else None
+    context, notes = plan_context(model, request) if task is None else (task.positions, [])
     kv_bytes = kv_dtype_bytes(request.kv_cache_dtype, scheme)
     evaluated = [check_fit(model, option, request) for option in options]
     groups: dict[str, list[OptionFit]] = {}
@@ -459,12 +563,13 @@ def plan(model: ModelInfo, request: PlanRequest, options: Sequence[HardwareOptio
         scheme=scheme.name,
         context=context,
         weights_bytes=weights_bytes(model, scheme),
-        kv_bytes_per_token=kv_bytes_per_token(model.facts, kv_bytes),
-        kv_bytes_per_sequence=kv_bytes_for_context(model.facts, context, kv_bytes),
+        kv_bytes_per_token=kv_bytes_per_token(model.facts, kv_bytes) if task is None else 0,
+        kv_bytes_per_sequence=kv_bytes_for_context(model.facts, context, kv_bytes) if task is None else 0,
         rows=tuple(rows),
         evaluated=tuple(evaluated),
         cheapest=min(serving, key=_sort_key) if serving else None,
         notes=tuple(notes) + model.notes,
+        task=task,
     )
 
 
@@ -515,6 +620,10 @@ def fit_to_dict(fit: OptionFit) -> dict[str, Any]:
         "vllm_flags": fit.vllm_flags,
         "builtin_flags": fit.builtin_flags,
         "notes": list(fit.notes),
+        "workload": fit.workload,
+        # task models: the batch sized and one item's working memory (the kv_* fields hold the same)
+        "batch": fit.batch if fit.workload != LLM else None,
+        "bytes_per_batch_item": fit.memory.kv_per_sequence if fit.workload != LLM else None,
     }
 
 
@@ -549,6 +658,26 @@ def plan_to_dict(p: Plan) -> dict[str, Any]:
             "kv_cache_dtype": p.request.kv_cache_dtype,
             "gpu_memory_utilization": p.request.gpu_memory_utilization,
         },
+        "workload": p.model.workload,
+        "tasks": list(p.model.tasks),
+        "task_evidence": p.model.task_evidence,
+        "components": [
+            {
+                "name": c.name,
+                "class": c.class_name,
+                "parameters": c.parameters,
+                "bytes": c.bytes,
+                "scheme": c.scheme,
+            }
+            for c in p.model.components
+        ],
+        "towers": [
+            {"name": t.name, "layers": t.layers, "hidden_size": t.hidden_size, "positions": t.positions}
+            for t in p.model.towers
+        ],
+        "batch": None
+        if p.task is None
+        else {"size": p.task.batch, "item": p.task.what, "bytes_per_item": p.task.item_bytes},
         "weights_bytes": p.weights_bytes,
         "kv_bytes_per_token": p.kv_bytes_per_token,
         "kv_bytes_per_sequence": p.kv_bytes_per_sequence,

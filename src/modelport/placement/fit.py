@@ -5,7 +5,10 @@ local folder, a Hub/S3 source in the weight cache, or else those few kB fetched 
 with ranged reads) and asks the planner whether it fits the endpoint's instance. A model that
 cannot fit fails at once with the planner's explanation, instead of an out-of-memory kill
 minutes later; a pickle-only folder is refused unless its engine args allow pickle. The
-planner's sizing also becomes the engine's default flags (a user's own args win).
+planner's sizing also becomes the engine's default flags (a user's own args win). A task model
+that is not an LLM (a classifier, Whisper, a diffusion pipeline) is judged on its weights and
+one batch's working memory (`--max-batch` in its args, else the server's 32) and gets no
+context or KV-cache flags.
 
 A source that cannot be reached within REMOTE_TIMEOUT_S is not judged: the endpoint is stored,
 and its replica's pull reports the problem as a failed start.
@@ -39,6 +42,7 @@ from modelport.models.pull import default_ref, remote_for
 from modelport.models.remote import PullError
 from modelport.models.remote_headers import fetch_plan_folder
 from modelport.models.sources import ModelSource, SourceError, parse_source
+from modelport.models.task_plan import LLM
 from modelport.spec.endpoint import EndpointSpec
 from modelport.spec.engine_flags import flag_values
 from modelport.store.records import EndpointRecord, ModelRevision
@@ -132,9 +136,11 @@ def _value(args: Sequence[str], flag: str) -> str | None:
 
 def _request(args: Sequence[str], max_concurrent: int | None) -> PlanRequest:
     context = _value(args, "--max-model-len")
+    batch = _value(args, "--max-batch")
     return PlanRequest(
         context=int(context) if context and context.isdigit() else None,
         concurrency=max_concurrent or DEFAULT_CONCURRENCY,
+        batch=int(batch) if batch and batch.isdigit() and int(batch) > 0 else None,
     )
 
 
@@ -201,6 +207,8 @@ def _fit_longest_context(info: ModelInfo, option: HardwareOption, request: PlanR
     fit = check_fit(info, option, request)
     if fit.fits or request.context is not None or fit.memory.kv_budget <= 0 or fit.context <= MIN_CONTEXT:
         return fit
+    if fit.workload != LLM:
+        return fit  # no context to shorten
     lo, hi = MIN_CONTEXT, fit.context  # check_fit is pure arithmetic: a bisection costs microseconds
     if not check_fit(info, option, replace(request, context=lo)).fits:
         return fit
@@ -244,8 +252,8 @@ def engine_plan(deployment: Deployment) -> ReplicaSizing:
     except (PullError, OSError) as exc:
         log.info("no planned flags for %s: %s", deployment.repository, exc)
         return ReplicaSizing()
-    if fit is None or not fit.fits:
-        return ReplicaSizing()
+    if fit is None or not fit.fits or fit.workload != LLM:
+        return ReplicaSizing()  # a task model has no context or KV cache to size
     flags = fit.builtin_flags
     planned: list[str] = []
     for i in range(0, len(flags) - 1, 2):
