@@ -62,24 +62,28 @@ def word_tokenizer(words: list[str], *, bos: bool, eos: bool) -> Any:
 def _vit_config(**extra: Any) -> Any:
     from transformers import ViTConfig
 
-    return ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        **extra,
-    )
+    sizes: dict[str, Any] = {
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+    }
+    return ViTConfig(**(sizes | extra))
 
 
-def build_image_classifier(folder: Path) -> Path:
+def build_image_classifier(folder: Path, **sizes: Any) -> Path:
+    """`sizes`: ViTConfig fields overriding the tiny defaults (image_size, hidden_size, ...); the
+    processor resizes to the config's image_size."""
     from transformers import ViTForImageClassification, ViTImageProcessorPil
 
     _seed()
-    model = ViTForImageClassification(_vit_config(**_labels(IMAGE_LABELS))).eval()
+    config = _vit_config(**_labels(IMAGE_LABELS), **sizes)
+    model = ViTForImageClassification(config).eval()
     model.save_pretrained(folder)
-    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
+    side = config.image_size
+    ViTImageProcessorPil(size={"height": side, "width": side}).save_pretrained(folder)
     return folder
 
 
@@ -114,7 +118,7 @@ def build_clip(folder: Path) -> Path:
     return folder
 
 
-def _detr_config(**extra: Any) -> Any:
+def _detr_config(heads: int = 2, **extra: Any) -> Any:
     from transformers import DetrConfig, ResNetConfig
 
     backbone = ResNetConfig(
@@ -131,8 +135,8 @@ def _detr_config(**extra: Any) -> Any:
         d_model=32,
         encoder_layers=1,
         decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
         encoder_ffn_dim=32,
         decoder_ffn_dim=32,
         num_queries=8,
@@ -145,6 +149,20 @@ def build_detr(folder: Path) -> Path:
 
     _seed()
     model = DetrForObjectDetection(_detr_config(**_labels(DETECTION_LABELS))).eval()
+    model.save_pretrained(folder)
+    DetrImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(folder)
+    return folder
+
+
+def build_detr_panoptic(folder: Path) -> Path:
+    """DetrForSegmentation: its mask head needs d_model + heads divisible by 8 (32 + 8)."""
+    import torch
+    from transformers import DetrForSegmentation, DetrImageProcessorPil
+
+    _seed()
+    model = DetrForSegmentation(_detr_config(heads=8, **_labels(SEGMENT_LABELS))).eval()
+    with torch.no_grad():  # random weights pick "no object" everywhere: push the real classes up
+        model.detr.class_labels_classifier.bias[-1] -= 4.0
     model.save_pretrained(folder)
     DetrImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(folder)
     return folder
@@ -215,20 +233,19 @@ def build_captioner(folder: Path) -> Path:
 def _wav2vec2_config(**extra: Any) -> Any:
     from transformers import Wav2Vec2Config
 
+    sizes: dict[str, Any] = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+        "conv_dim": (16, 16),
+        "conv_stride": (5, 4),
+        "conv_kernel": (10, 4),
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 2,
+    }
     return Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 4),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-        mask_time_prob=0.0,
-        **extra,
+        feat_extract_norm="layer", do_stable_layer_norm=True, mask_time_prob=0.0, **(sizes | extra)
     )
 
 
@@ -244,8 +261,9 @@ def _wav2vec2_features() -> Any:
     )
 
 
-def build_ctc(folder: Path) -> Path:
-    """wav2vec2 CTC with a character vocabulary ("|" between words)."""
+def build_ctc(folder: Path, **sizes: Any) -> Path:
+    """wav2vec2 CTC with a character vocabulary ("|" between words). `sizes`: Wav2Vec2Config fields
+    overriding the tiny defaults (hidden_size, conv_dim, ...)."""
     import torch
     from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Processor
 
@@ -255,7 +273,7 @@ def build_ctc(folder: Path) -> Path:
     vocab.update({c: i + 5 for i, c in enumerate(CTC_LETTERS)})
     (folder / "vocab.json").write_text(json.dumps(vocab))
     tok = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
-    model = Wav2Vec2ForCTC(_wav2vec2_config(vocab_size=len(vocab), pad_token_id=0)).eval()
+    model = Wav2Vec2ForCTC(_wav2vec2_config(vocab_size=len(vocab), pad_token_id=0, **sizes)).eval()
     with torch.no_grad():  # a nudge towards "|" so a random model's transcripts have several words
         model.lm_head.bias[4] += 0.17
     model.save_pretrained(folder)

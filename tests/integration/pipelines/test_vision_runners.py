@@ -159,3 +159,213 @@ def _png_image(data: str) -> Any:
     from PIL import Image
 
     return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+# -- zero-shot-image-classification --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(models: Path) -> tuple[Path, TaskRunner]:
+    folder = _folder(models, "clip", media.build_clip)
+    runner = load_runner(folder, "zero-shot-image-classification", LoadOptions())
+    runner.warmup()
+    return folder, runner
+
+
+def test_zero_shot_image_classification_equals_the_pipeline(clip: tuple[Path, TaskRunner]) -> None:
+    from huggingface_hub import ZeroShotImageClassificationOutputElement
+
+    folder, runner = clip
+    a, b = media.image_bytes(seed=4), media.image_bytes(24, 36, "JPEG", seed=5)
+    animals = ["cat", "dog", "bird"]
+    requests = [
+        TaskRequest(inputs=a, parameters={"candidate_labels": animals}),
+        TaskRequest(inputs=b, parameters={"candidate_labels": animals}),
+        TaskRequest(
+            inputs=a, parameters={"candidate_labels": "cat, car"}
+        ),  # comma-separated, as the API takes
+        TaskRequest(
+            inputs=b, parameters={"candidate_labels": animals, "hypothesis_template": "a picture of {} ."}
+        ),
+    ]
+    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    assert max(sizes) == 2  # the same labels batch together; other labels or templates run apart
+    pipe = _pipeline("zero-shot-image-classification", folder)
+    assert_scored(answers[0].body, pipe(_image(a), candidate_labels=animals))
+    assert_scored(answers[1].body, pipe(_image(b), candidate_labels=animals))
+    assert_scored(answers[2].body, pipe(_image(a), candidate_labels=["cat", "car"]))
+    assert_scored(
+        answers[3].body,
+        pipe(_image(b), candidate_labels=animals, hypothesis_template="a picture of {} ."),
+    )
+    assert sum(x["score"] for x in answers[0].body) == pytest.approx(1.0)
+    assert len(ZeroShotImageClassificationOutputElement.parse_obj_as_list(answers[0].body)) == 3
+
+
+@pytest.mark.parametrize(
+    ("parameters", "says"),
+    [
+        ({}, "candidate_labels` is required"),
+        ({"candidate_labels": []}, "list of 1 to"),
+        ({"candidate_labels": ["cat", 3]}, "list of 1 to"),
+        (
+            {"candidate_labels": ["cat", "dog"], "hypothesis_template": "a photo of {x}"},
+            "where the label goes",
+        ),
+        ({"candidate_labels": ["cat", "dog"], "hypothesis_template": "a photo"}, "where the label goes"),
+        ({"candidate_labels": ["cat", "dog"], "multi_label": True}, "not supported"),
+    ],
+)
+def test_zero_shot_image_classification_refuses_bad_parameters(
+    clip: tuple[Path, TaskRunner], parameters: dict[str, Any], says: str
+) -> None:
+    _, runner = clip
+    with pytest.raises(TaskInputError, match=says):
+        runner.prepare(TaskRequest(inputs=media.image_bytes(), parameters=parameters))
+
+
+# -- object-detection ----------------------------------------------------------------------------
+
+
+def test_object_detection_equals_the_pipeline(models: Path) -> None:
+    from huggingface_hub import ObjectDetectionOutputElement
+
+    folder = _folder(models, "detr", media.build_detr)
+    runner = load_runner(folder, "object-detection", LoadOptions())
+    runner.warmup()
+    a, b = media.image_bytes(40, 30, seed=6), media.image_bytes(30, 50, "JPEG", seed=7)
+    requests = [
+        TaskRequest(inputs=a, parameters={"threshold": 0.1}),
+        TaskRequest(inputs=b, parameters={"threshold": 0.1}),
+        TaskRequest(inputs=a),
+        TaskRequest(inputs=a, parameters={"threshold": 1.0}),
+    ]
+    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    assert max(sizes) == 2
+    pipe = _pipeline("object-detection", folder)
+    for answer, image, threshold in [(answers[0], a, 0.1), (answers[1], b, 0.1), (answers[2], a, None)]:
+        want = pipe(_image(image), **({} if threshold is None else {"threshold": threshold}))
+        assert_scored(answer.body, want)
+        assert [g["box"] for g in answer.body] == [w["box"] for w in want]
+    assert answers[0].body  # the threshold let some through
+    assert answers[3].body == []
+    parsed = ObjectDetectionOutputElement.parse_obj_as_list(answers[0].body)
+    assert all(0 <= p.box.xmin <= p.box.xmax <= 40 for p in parsed)
+    with pytest.raises(TaskInputError, match="number from 0"):
+        runner.prepare(TaskRequest(inputs=a, parameters={"threshold": 1.5}))
+
+
+# -- image-segmentation --------------------------------------------------------------------------
+
+
+def _mask_array(mask: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(mask.convert("L"))
+
+
+def test_semantic_segmentation_equals_the_pipeline(models: Path) -> None:
+    import numpy as np
+    from huggingface_hub.inference._common import _b64_to_image
+
+    folder = _folder(models, "segformer", media.build_segformer)
+    runner = load_runner(folder, "image-segmentation", LoadOptions())
+    runner.warmup()
+    a, b = media.image_bytes(40, 30, seed=8), media.image_bytes(20, 24, seed=9)
+    prepared = [runner.prepare(TaskRequest(inputs=x)) for x in (a, b)]
+    prepared.append(runner.prepare(TaskRequest(inputs=a, parameters={"subtask": "semantic"})))
+    answers, _ = media.run_through_batcher(runner, prepared)
+    pipe = _pipeline("image-segmentation", folder)
+    for answer, image in zip(answers, (a, b, a), strict=True):
+        want = pipe(_image(image))
+        assert [s["label"] for s in answer.body] == [w["label"] for w in want]
+        for got, expected in zip(answer.body, want, strict=True):
+            assert got["score"] is None
+            mask = _b64_to_image(got["mask"])  # as InferenceClient.image_segmentation reads it
+            assert mask.size == _image(image).size
+            assert np.array_equal(_mask_array(mask), _mask_array(expected["mask"]))
+    for parameters, says in [
+        ({"subtask": "panoptic"}, "does not do panoptic"),
+        ({"threshold": 0.5}, "applies to instance and panoptic"),
+        ({"mask_threshold": 0.5}, "applies to instance and panoptic"),
+        ({"subtask": "everything"}, "one of"),
+    ]:
+        with pytest.raises(TaskInputError, match=says):
+            runner.prepare(TaskRequest(inputs=a, parameters=parameters))
+
+
+def test_panoptic_segmentation_equals_the_pipeline(models: Path) -> None:
+    import numpy as np
+
+    folder = _folder(models, "detr-panoptic", media.build_detr_panoptic)
+    runner = load_runner(folder, "image-segmentation", LoadOptions())
+    runner.warmup()
+    image = media.image_bytes(40, 30, seed=6)
+    loose = {"threshold": 0.1, "mask_threshold": 0.1, "overlap_mask_area_threshold": 0.0}
+    requests = [
+        TaskRequest(inputs=image, parameters={"subtask": "panoptic", **loose}),
+        TaskRequest(inputs=image, parameters={"subtask": "instance", "threshold": 0.1}),
+        TaskRequest(inputs=image),
+    ]
+    answers, _ = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    pipe = _pipeline("image-segmentation", folder)
+    wants = [
+        pipe(_image(image), subtask="panoptic", **loose),
+        pipe(_image(image), subtask="instance", threshold=0.1),
+        pipe(_image(image)),
+    ]
+    assert answers[0].body
+    for answer, want in zip(answers, wants, strict=True):
+        assert_scored(answer.body, want)
+        for got, expected in zip(answer.body, want, strict=True):
+            decoded = _png_image(got["mask"])
+            assert np.array_equal(_mask_array(decoded), _mask_array(expected["mask"]))
+
+
+# -- image-to-text -------------------------------------------------------------------------------
+
+
+def test_image_to_text_equals_generate_on_the_model(models: Path) -> None:
+    import torch
+    from huggingface_hub import ImageToTextOutput
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+    folder = _folder(models, "captioner", media.build_captioner)
+    runner = load_runner(folder, "image-to-text", LoadOptions())
+    runner.warmup()
+    a, b = media.image_bytes(seed=10), media.image_bytes(50, 30, "JPEG", seed=11)
+    requests = [
+        TaskRequest(inputs=a, parameters={"max_new_tokens": 6}),
+        TaskRequest(inputs=b, parameters={"max_new_tokens": 6}),
+        TaskRequest(inputs=[b, a], parameters={"generation_parameters": {"max_new_tokens": 6}}),
+        TaskRequest(inputs=a, parameters={"generation_parameters": {"num_beams": 2, "max_new_tokens": 4}}),
+    ]
+    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    assert max(sizes) == 2
+    model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    images, tok = AutoImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+    def caption(data: bytes, **kwargs: Any) -> str:
+        pixels = images(images=_image(data), return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            ids = model.generate(pixel_values=pixels, **kwargs)
+        return str(tok.decode(ids[0], skip_special_tokens=True)).strip()
+
+    assert answers[0].body == [{"generated_text": caption(a, max_new_tokens=6)}]
+    assert answers[1].body == [{"generated_text": caption(b, max_new_tokens=6)}]
+    assert answers[2].body == [answers[1].body, answers[0].body]
+    assert answers[3].body == [{"generated_text": caption(a, num_beams=2, max_new_tokens=4)}]
+    assert answers[0].body[0]["generated_text"]
+    parsed = ImageToTextOutput.parse_obj_as_list(answers[0].body)[0]  # what image_to_text returns
+    assert parsed.generated_text == answers[0].body[0]["generated_text"]
+    for parameters, says in [
+        ({"max_new_tokens": 0}, "integer from 1 to 64"),
+        ({"max_new_tokens": 65}, "integer from 1 to 64"),
+        ({"generation_parameters": {"num_beam_groups": 2}}, "num_beam_groups"),
+        ({"generation_parameters": {"temperature": "hot"}}, "temperature"),
+        ({"generation_parameters": "greedy"}, "JSON object"),
+        ({"max_new_tokens": 3, "generation_parameters": {"max_new_tokens": 3}}, "given twice"),
+        ({"prompt": "a photo of"}, "not supported"),
+    ]:
+        with pytest.raises(TaskInputError, match=says):
+            runner.prepare(TaskRequest(inputs=a, parameters=parameters))
