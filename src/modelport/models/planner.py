@@ -550,6 +550,8 @@ def plan(model: ModelInfo, request: PlanRequest, options: Sequence[HardwareOptio
     scheme = request_scheme(model, request)
     task = model_task_shape(model, scheme.compute_bytes, request) if model.workload != LLM else None
     context, notes = plan_context(model, request) if task is None else (task.positions, [])
+    if task is not None and (request.context is not None or request.kv_cache_dtype != "auto"):
+        notes.append(f"{task.kind} models have no context or KV cache to plan: sized for a batch instead")
     kv_bytes = kv_dtype_bytes(request.kv_cache_dtype, scheme)
     evaluated = [check_fit(model, option, request) for option in options]
     groups: dict[str, list[OptionFit]] = {}

@@ -150,7 +150,7 @@ def task_shape(
         what += f" with {answer:,}-token answers"
     if item <= 0:
         # a config with no transformer sizes (a convolutional vision model): 32 MiB per input
-        item, what = 32 * 2**20, "inputs"
+        item, what = 32 * 2**20, "inputs of unknown size"
     return TaskShape(kind, batch or DEFAULT_TASK_BATCH, item, what, positions)
 
 

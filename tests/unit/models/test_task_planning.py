@@ -188,6 +188,7 @@ def test_a_plan_of_a_task_model_has_no_context_to_cap_and_lists_its_parts(tmp_pa
     result = plan(inspect_model(tmp_path), PlanRequest(context=100_000), [T4, L4, CPU])
     assert result.context == 512 and result.kv_bytes_per_token == 0
     assert not any("capped" in n for n in result.notes)
+    assert "encoder models have no context or KV cache to plan: sized for a batch instead" in result.notes
     assert result.cheapest is not None and result.cheapest.option.is_cpu
     data = plan_to_dict(result)
     assert data["workload"] == ENCODER and data["tasks"] == ["text-classification"]
@@ -213,3 +214,13 @@ def test_a_custom_handler_over_a_classifier_is_planned_as_the_classifier(tmp_pat
     tmp_path.joinpath("handler.py").write_text("class EndpointHandler: ...\n")
     info = inspect_model(tmp_path)
     assert info.tasks == ("custom", "text-classification") and info.workload == ENCODER
+
+
+def test_a_config_without_transformer_sizes_gets_a_flat_allowance_per_input(tmp_path: Path) -> None:
+    segformer = {"architectures": ["SegformerForSemanticSegmentation"], "model_type": "segformer"}
+    write_encoder(tmp_path, {**segformer, "hidden_sizes": [32, 64, 160, 256]}, 3_700_000)
+    info = inspect_model(tmp_path)
+    assert info.workload == ENCODER and info.towers == ()
+    fit = check_fit(info, L4, PlanRequest())
+    assert fit.fits and fit.memory.kv_per_sequence == 32 * 2**20
+    assert fit.reason.startswith("a batch of 32 × inputs of unknown size takes 1.1 GB")
