@@ -25,14 +25,23 @@ from huggingface_hub import HfApi, InferenceClient, constants
 
 from modelport.sdk.huggingface import use_modelport
 from tests.support.control_plane_process import ControlPlaneProcess, replica_processes
+from tests.support.task_models_diffusion import build_tiny_sd
 from tests.support.task_models_media import (
     SAMPLING_RATE,
     audio_bytes,
+    build_audio_classifier,
     build_ctc,
+    build_detr,
     build_image_classifier,
     image_bytes,
 )
-from tests.support.task_models_text import text_classifier
+from tests.support.task_models_text import (
+    cross_encoder,
+    ner_tagger,
+    nli_model,
+    seq2seq_model,
+    text_classifier,
+)
 
 TOL = 1e-4
 
@@ -44,7 +53,35 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "classifier": text_classifier(root / "sentiment"),
         "vit": build_image_classifier(root / "vit"),
         "ctc": build_ctc(root / "ctc"),
+        "ner": ner_tagger(root / "ner"),
+        "nli": nli_model(root / "nli"),
+        "reranker": cross_encoder(root / "reranker"),
+        "t5": seq2seq_model(root / "t5"),
+        "detr": build_detr(root / "detr"),
+        "audio-cls": build_audio_classifier(root / "audio-cls"),
+        "sd": build_tiny_sd(root / "tiny-sd"),
+        "handler": handler_folder(root / "handler"),
     }
+
+
+HANDLER = """
+class EndpointHandler:
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, data):
+        text = data["inputs"]
+        if text == "fail":
+            raise KeyError("no such thing")
+        return {"reversed": text[::-1], "parameters": data["parameters"]}
+"""
+
+
+def handler_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "handler.py").write_text(HANDLER)
+    (path / "requirements.txt").write_text("numpy>=1.0\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +150,30 @@ def asr_url(cp: ControlPlaneProcess, hub: HfApi, models: dict[str, Path]) -> str
     return created_with_hub(hub, cp, "asr", models["ctc"], "automatic-speech-recognition")
 
 
+# created together through the v2 API, so their replicas load side by side
+MORE = {
+    "ner": ("ner", None),
+    "zero-shot": ("nli", "zero-shot-classification"),
+    "rerank": ("reranker", None),
+    "summarize": ("t5", "summarization"),
+    "detect": ("detr", None),
+    "sounds": ("audio-cls", None),
+    "draw": ("sd", "text-to-image"),
+}
+
+
+@pytest.fixture(scope="module")
+def more(cp: ControlPlaneProcess, models: dict[str, Path]) -> dict[str, str]:
+    for name, (model, task) in MORE.items():
+        spec = {"name": name, "type": "protected", "model": {"repository": str(models[model]), "task": task}}
+        r = cp.api("POST", "/v2/endpoint/default", json=spec)
+        assert r.status_code in (200, 201, 202), r.text
+    return {name: str(cp.wait_for(name, "running", timeout=300)["status"]["url"]) for name in MORE}  # type: ignore[index]
+
+
 def same_scores(got: list[Any], want: list[dict[str, Any]]) -> None:
     assert [g.label for g in got] == [w["label"] for w in want]
     assert np.allclose([g.score for g in got], [w["score"] for w in want], atol=TOL)
-
-
-def usage_units(cp: ControlPlaneProcess, endpoint: str) -> dict[str, Any]:
-    done = cli(cp, "usage", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 # -- NLP ---------------------------------------------------------------------------------------
@@ -234,3 +286,189 @@ def test_no_replica_process_is_left_behind_by_refused_requests(cp: ControlPlaneP
     names = cp.api("GET", "/v2/endpoint/default").json()["items"]
     running = [e for e in names if e["status"]["state"] == "running"]
     assert len(replica_processes(cp.data_dir)) == len(running)
+
+
+# -- more NLP, vision and audio tasks through the gateway -------------------------------------------
+
+
+def test_ner_zero_shot_and_summarization_answer_as_in_process(
+    cp: ControlPlaneProcess, models: dict[str, Path], more: dict[str, str]
+) -> None:
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+    text = "alice lives in the house at the river in paris"  # words of the test vocabulary: no ties
+    ner = InferenceClient(model=more["ner"], token=cp.token).token_classification(
+        text, aggregation_strategy="simple"
+    )
+    want = pipeline("token-classification", model=str(models["ner"]), aggregation_strategy="simple")(text)
+    assert [(e.entity_group, e.start, e.end) for e in ner] == [
+        (w["entity_group"], w["start"], w["end"]) for w in want
+    ]
+    assert np.allclose([e.score for e in ner], [w["score"] for w in want], atol=TOL)
+
+    labels = ["city", "river", "movie"]
+    got = InferenceClient(model=more["zero-shot"], token=cp.token).zero_shot_classification(
+        text, candidate_labels=labels, multi_label=True
+    )
+    ref = pipeline("zero-shot-classification", model=str(models["nli"]))(
+        text, candidate_labels=labels, multi_label=True
+    )
+    assert [g.label for g in got] == ref["labels"]
+    assert np.allclose([g.score for g in got], ref["scores"], atol=TOL)
+
+    summary = InferenceClient(model=more["summarize"], token=cp.token).summarization(
+        text, generate_parameters={"max_new_tokens": 6}
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(models["t5"]))
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(models["t5"])).eval()
+    with torch.no_grad():
+        ids = model.generate(
+            **tokenizer("summarize: " + text, return_tensors="pt"), max_new_tokens=6, do_sample=False
+        )
+    assert summary.summary_text == tokenizer.decode(ids[0], skip_special_tokens=True)
+
+
+def test_rerank_on_tei_and_cohere_routes_and_tei_predict(
+    cp: ControlPlaneProcess, models: dict[str, Path], more: dict[str, str], classifier_url: str
+) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    query, texts = "where does bob live", ["bob lives in paris", "a red book", "bob works at the park"]
+    tokenizer = AutoTokenizer.from_pretrained(str(models["reranker"]))
+    model = AutoModelForSequenceClassification.from_pretrained(str(models["reranker"])).eval()
+    with torch.no_grad():
+        logits = model(**tokenizer([query] * 3, texts, padding=True, return_tensors="pt")).logits[:, 0]
+    scores = torch.sigmoid(logits).tolist()
+    order = sorted(range(3), key=lambda i: scores[i], reverse=True)
+
+    tei = httpx.post(f"{more['rerank']}/rerank", json={"query": query, "texts": texts, "return_text": True},
+                     headers=cp.headers, timeout=60)  # fmt: skip
+    assert tei.status_code == 200, tei.text
+    assert [r["index"] for r in tei.json()] == order and tei.json()[0]["text"] == texts[order[0]]
+    assert np.allclose([r["score"] for r in tei.json()], [scores[i] for i in order], atol=TOL)
+
+    cohere = httpx.post(f"{more['rerank']}/v1/rerank", json={"model": "x", "query": query, "documents": texts,
+                        "top_n": 2, "return_documents": True}, headers=cp.headers, timeout=60)  # fmt: skip
+    assert cohere.status_code == 200, cohere.text
+    results = cohere.json()["results"]
+    assert [r["index"] for r in results] == order[:2] and results[0]["document"]["text"] == texts[order[0]]
+    assert cohere.json()["usage"]["total_tokens"] > 0
+
+    bad = httpx.post(f"{more['rerank']}/rerank", json={"query": query, "texts": []}, headers=cp.headers)
+    assert bad.status_code == 422 and "1 to" in bad.json()["error"]
+
+    from transformers import pipeline
+
+    predicted = httpx.post(
+        f"{classifier_url}/predict", json={"inputs": "a great movie"}, headers=cp.headers, timeout=60
+    )
+    assert predicted.status_code == 200, predicted.text
+    ref = pipeline("text-classification", model=str(models["classifier"]))("a great movie", top_k=None)
+    assert [p["label"] for p in predicted.json()] == [r["label"] for r in ref]
+    assert np.allclose([p["score"] for p in predicted.json()], [r["score"] for r in ref], atol=TOL)
+
+
+def test_object_detection_and_audio_classification_answer_as_the_pipelines_do(
+    cp: ControlPlaneProcess, models: dict[str, Path], more: dict[str, str]
+) -> None:
+    import soundfile
+    from PIL import Image
+    from transformers import pipeline
+
+    png = image_bytes(64, 48, seed=5)
+    boxes = InferenceClient(model=more["detect"], token=cp.token).object_detection(png, threshold=0.0)
+    ref = pipeline("object-detection", model=str(models["detr"]))(
+        Image.open(io.BytesIO(png)).convert("RGB"), threshold=0.0
+    )
+    assert [(b.label, b.box.xmin, b.box.ymax) for b in boxes] == [
+        (r["label"], r["box"]["xmin"], r["box"]["ymax"]) for r in ref
+    ]
+    assert np.allclose([b.score for b in boxes], [r["score"] for r in ref], atol=TOL)
+
+    wav = audio_bytes(seconds=1.0)
+    samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    got = InferenceClient(model=more["sounds"], token=cp.token).audio_classification(wav)
+    want = pipeline("audio-classification", model=str(models["audio-cls"]))(
+        {"raw": samples, "sampling_rate": rate}
+    )
+    same_scores(got, want)
+
+
+def test_task_requests_are_metered_in_their_own_units(
+    cp: ControlPlaneProcess, more: dict[str, str], asr_url: str
+) -> None:
+    done = cli(cp, "usage", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    by_endpoint = {item["endpoint"]: item for item in report["items"]}
+    assert by_endpoint["asr"]["units"]["audio_seconds"] >= 1.0
+    assert by_endpoint["detect"]["units"]["images"] >= 1
+    assert by_endpoint["rerank"]["units"]["documents"] >= 3
+    assert by_endpoint["sentiment"]["prompt_tokens"] > 0
+
+
+# -- diffusion and custom handlers -------------------------------------------------------------------
+
+
+def test_text_to_image_is_bit_identical_to_diffusers_through_both_clients(
+    cp: ControlPlaneProcess, models: dict[str, Path], more: dict[str, str]
+) -> None:
+    import base64
+
+    import torch
+    from diffusers import DiffusionPipeline
+    from openai import OpenAI
+
+    pipe = DiffusionPipeline.from_pretrained(str(models["sd"]), dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+
+    def direct(seed: int) -> Any:
+        image = pipe(
+            "a red cat", generator=torch.Generator().manual_seed(seed), num_inference_steps=2
+        ).images[0]
+        return np.asarray(image)
+
+    client = InferenceClient(model=more["draw"], token=cp.token)
+    got = client.text_to_image("a red cat", seed=11, num_inference_steps=2)
+    assert np.array_equal(np.asarray(got.convert("RGB")), direct(11))
+
+    from PIL import Image
+
+    openai = OpenAI(base_url=f"{more['draw']}/v1", api_key=cp.token)
+    images = openai.images.generate(
+        model="draw", prompt="a red cat", n=2, response_format="b64_json",
+        extra_body={"seed": 20, "num_inference_steps": 2},
+    )  # fmt: skip
+    pixels = [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(d.b64_json or ""))).convert("RGB"))
+        for d in images.data
+    ]
+    assert np.array_equal(pixels[0], direct(20)) and np.array_equal(pixels[1], direct(21))
+
+    too_wide = httpx.post(
+        more["draw"], json={"inputs": "x", "parameters": {"width": 4096}}, headers=cp.headers
+    )
+    assert too_wide.status_code == 400 and "width" in too_wide.json()["error"]
+    url = httpx.post(f"{more['draw']}/v1/images/generations", json={"prompt": "x", "response_format": "url"},
+                     headers=cp.headers)  # fmt: skip
+    assert url.status_code == 400 and url.json()["error"]["param"] == "response_format"
+
+
+def test_a_custom_handler_runs_only_when_allowed(cp: ControlPlaneProcess, models: dict[str, Path]) -> None:
+    spec = {"name": "custom", "type": "protected", "model": {"repository": str(models["handler"])}}
+    refused = cp.api("POST", "/v2/endpoint/default", json=spec)
+    assert refused.status_code == 422 and "--trust-remote-code" in refused.json()["error"]
+    spec["model"]["args"] = ["--trust-remote-code"]  # type: ignore[index]
+    assert cp.api("POST", "/v2/endpoint/default", json=spec).status_code in (200, 201, 202)
+    url = str(cp.wait_for("custom", "running", timeout=240)["status"]["url"])  # type: ignore[index]
+    described = json.loads(cli(cp, "endpoints", "describe", "custom", "--json").stdout)
+    assert described["model"]["task"] == "custom"
+    ok = httpx.post(url, json={"inputs": "abc", "parameters": {"k": 1}}, headers=cp.headers, timeout=60)
+    assert ok.status_code == 200 and ok.json() == {"reversed": "cba", "parameters": {"k": 1}}
+    failed = httpx.post(url, json={"inputs": "fail"}, headers=cp.headers, timeout=60)
+    assert failed.status_code == 500 and "KeyError" in failed.json()["error"]
+    assert "Traceback" not in failed.text
+    again = httpx.post(url, json={"inputs": "xy"}, headers=cp.headers, timeout=60)
+    assert again.status_code == 200 and again.json()["reversed"] == "yx"

@@ -51,7 +51,6 @@ SERVED = frozenset(
         "image-to-text",
         "automatic-speech-recognition",
         "audio-classification",
-        "text-to-speech",
         "text-to-image",
         "custom",
     }
@@ -188,6 +187,10 @@ def resolve_task(requested: str | None, found: ModelTasks, model: str) -> str:
         raise TaskMismatch(
             f"{model} cannot serve {task!r}: from {found.evidence} it serves {', '.join(found.tasks)}; "
             "create the endpoint with one of those tasks, or leave the task out to take the first"
+        )
+    if found.default is not None and found.default not in SERVED:
+        raise TaskMismatch(
+            f"{model} is a {found.default} model (from {found.evidence}), a task modelport does not serve yet"
         )
     if found.default is None:
         raise TaskMismatch(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from modelport.pipelines.errors import TaskBackendError, TaskUnavailable
+from modelport.pipelines.errors import TaskBackendError, TaskInputError, TaskUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _groups(jobs: list[_Job[P, R]], max_batch: int) -> list[list[_Job[P, R]]]:
 
 
 def _deliver(job: _Job[P, R], result: R | BaseException) -> None:
-    if isinstance(result, BaseException) and not isinstance(result, TaskUnavailable | ValueError):
+    if isinstance(result, BaseException) and not isinstance(result, TaskUnavailable | TaskInputError):
         log.warning("a %s request failed: %s: %s", type(job.item).__name__, type(result).__name__, result)
         if not isinstance(result, TaskBackendError):
             result = TaskBackendError(f"the model failed on this request ({type(result).__name__}: {result})")

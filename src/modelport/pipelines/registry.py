@@ -26,7 +26,6 @@ RUNNERS: dict[str, str] = {
     "image-to-text": "vision",
     "automatic-speech-recognition": "audio",
     "audio-classification": "audio",
-    "text-to-speech": "audio",
     "text-to-image": "diffusion",
     "custom": "custom_handler",
 }

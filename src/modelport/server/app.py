@@ -29,7 +29,7 @@ from modelport import envs
 from modelport.engine import startup
 from modelport.protocol.errors import APIError
 from modelport.protocol.http import BodyLimitMiddleware, error_response
-from modelport.server import embed_routes, openai_routes, task_routes, tgi_routes
+from modelport.server import classify_routes, embed_routes, openai_routes, task_routes, tgi_routes
 from modelport.server.state import ServerState
 from modelport.version import __version__
 
@@ -108,7 +108,14 @@ def create_app(state: ServerState, api: str = "all", replica_token: str | None =
             body += generate_latest(state.tasks.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    for router in (openai_routes.router, embed_routes.router, task_routes.router, tgi_routes.router):
+    routers = (
+        openai_routes.router,
+        embed_routes.router,
+        task_routes.router,
+        classify_routes.router,
+        tgi_routes.router,
+    )
+    for router in routers:
         if api == "openai":
             router = APIRouter(routes=[r for r in router.routes if getattr(r, "path", "").startswith("/v1/")])
         app.include_router(router)

@@ -10,7 +10,6 @@ a stopped worker 503.
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import time
 from collections.abc import Mapping
@@ -31,7 +30,6 @@ router = APIRouter()
 
 ASR = "automatic-speech-recognition"
 TEXT_TO_IMAGE = "text-to-image"
-MAX_IMAGES = 10  # OpenAI's own limit on `n`
 _TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
 
 
@@ -172,60 +170,22 @@ def _segments(body: Mapping[str, Any], seconds: float) -> list[dict[str, Any]]:
 
 @router.post("/v1/images/generations", response_model=None)
 async def images_generations(request: Request, state: ServerState = Depends(get_state)) -> JSONResponse:
-    """OpenAI's image generation: {prompt, n, size "WxH", response_format b64_json} (plus modelport's
-    `seed`, `num_inference_steps`, `guidance_scale`, `negative_prompt`)."""
+    """OpenAI's image generation: {prompt, n, size "WxH", response_format b64_json, seed, ...}
+    (runners/diffusion.py reads the body); the n images run as n requests, each its own seed."""
     state.require_tasks(TEXT_TO_IMAGE)
+    from modelport.pipelines.runners.diffusion import openai_image_requests, openai_images_response
+
     try:
-        data = parse_json_body(await request.body())
+        requests = openai_image_requests(parse_json_body(await request.body()))
     except InvalidJSONBody as exc:
         raise APIError(400, str(exc)) from None
-    if not isinstance(data, dict):
-        raise APIError(400, "the body must be a JSON object with `prompt`", param="prompt")
-    prompt = data.pop("prompt", None)
-    if not isinstance(prompt, str) or not prompt:
-        raise APIError(400, "`prompt` must be a non-empty string", param="prompt")
-    n = data.pop("n", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
-        raise APIError(400, f"`n` must be an integer from 1 to {MAX_IMAGES}", param="n")
-    if data.pop("response_format", "b64_json") not in ("b64_json", None):
-        raise APIError(
-            400,
-            "only `response_format` b64_json is supported: modelport keeps no store of generated images "
-            "to link to",
-            param="response_format",
-        )
-    data.pop("model", None)
-    parameters: dict[str, Any] = {}
-    size = data.pop("size", None)
-    if size not in (None, "auto"):
-        width, sep, height = str(size).partition("x")
-        if not sep or not width.isdigit() or not height.isdigit():
-            raise APIError(400, '`size` must be "WIDTHxHEIGHT", e.g. "512x512"', param="size")
-        parameters.update(width=int(width), height=int(height))
-    for name in ("seed", "num_inference_steps", "guidance_scale", "negative_prompt"):
-        if name in data:
-            parameters[name] = data.pop(name)
-    data.pop("user", None)
-    if data:
-        name = sorted(data)[0]
-        raise APIError(400, f"the field {name!r} is not supported for image generation here", param=name)
-    seed = parameters.get("seed")
-
-    def request_for(i: int) -> TaskRequest:
-        own = dict(parameters)
-        if isinstance(seed, int) and not isinstance(seed, bool):
-            own["seed"] = seed + i  # n images from one seed: each its own, all reproducible
-        return TaskRequest(inputs=prompt, parameters=own)
-
-    outs = await asyncio.gather(*(run_task(state, request_for(i)) for i in range(n)))
-    images = [
-        {"b64_json": base64.b64encode(bytes(o.body)).decode("ascii")}
-        for o in outs
-        if isinstance(o.body, bytes | bytearray)
-    ]
-    if len(images) != n:
+    except TaskInputError as exc:
+        raise _api_error(exc) from None
+    outs = await asyncio.gather(*(run_task(state, r) for r in requests))
+    pngs = [bytes(o.body) for o in outs if isinstance(o.body, bytes | bytearray)]
+    if len(pngs) != len(requests):
         raise APIError(500, "the model did not answer with images", error_type="backend")
-    return JSONResponse({"created": int(time.time()), "data": images}, headers=metering_headers(*outs))
+    return JSONResponse(openai_images_response(pngs, int(time.time())), headers=metering_headers(*outs))
 
 
 def _api_error(exc: TaskInputError) -> APIError:

@@ -225,10 +225,12 @@ class ModelSpec(_Wire):
             if not path.is_file():
                 raise ValueError(f"no GGUF file at {value}")
             return str(path)
-        if not (path / "config.json").is_file():
+        # transformers folders have config.json, diffusers pipelines model_index.json, custom
+        # handlers (the managed convention) handler.py
+        if not any((path / name).is_file() for name in ("config.json", "model_index.json", "handler.py")):
             raise ValueError(
-                f"no model folder at {value} (expected config.json there); give a folder, a Hub id "
-                "(org/name) or an s3://bucket/prefix URL"
+                f"no model folder at {value} (expected config.json, model_index.json or handler.py there); "
+                "give a folder, a Hub id (org/name) or an s3://bucket/prefix URL"
             )
         return str(path)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from modelport.pipelines.batcher import Batcher
-from modelport.pipelines.errors import TaskBackendError, TaskUnavailable
+from modelport.pipelines.errors import TaskBackendError, TaskInputError, TaskUnavailable
 
 
 class Recorder:
@@ -23,7 +23,7 @@ class Recorder:
         self.batches.append(list(items))
         if any(i < 0 for i in items) and len(items) > 1:
             raise RuntimeError("a negative item breaks the whole batch")
-        return [ValueError("negative") if i < 0 else i * 10 for i in items]
+        return [TaskInputError("negative") if i < 0 else i * 10 for i in items]
 
 
 async def _submit_all(batcher: Batcher[int, int], items: list[int], key: object = "k") -> list[object]:
@@ -69,7 +69,7 @@ def test_a_request_that_breaks_its_batch_fails_alone() -> None:
     finally:
         batcher.shutdown()
     assert results[0] == 20 and results[2] == 40
-    assert isinstance(results[1], ValueError)
+    assert isinstance(results[1], TaskInputError)
     assert rec.batches[0] == [-1, 2, 4] and sorted(map(tuple, rec.batches[1:])) == [(-1,), (2,), (4,)]
 
 
