@@ -19,6 +19,7 @@ from rich.table import Table
 
 from modelport import envs
 from modelport.cli.durations import parse_duration
+from modelport.runtime.failure import failure_line
 from modelport.sdk import Client, Endpoint
 from modelport.sdk.errors import (
     APIError,
@@ -136,6 +137,7 @@ def _show(ep: Endpoint, as_json: bool) -> None:
         ("autoscaling", _autoscaling(scaling)),
         ("model", ep.repository),
         ("revision", ep.revision or "-"),
+        ("task", ep.raw["model"].get("task") or "- (found by the replica)"),
         ("engine args", " ".join(ep.raw["model"].get("args", [])) or "-"),
         ("type", ep.raw["type"]),
         ("updated", status.get("updatedAt", "-")),
@@ -146,8 +148,8 @@ def _show(ep: Endpoint, as_json: bool) -> None:
     if ep.replicas:
         replicas = Table("REPLICA", "GEN", "PHASE", "RESTARTS", "LAST ERROR")
         for r in ep.replicas:
-            last = (r.last_error or "").strip().splitlines()
-            replicas.add_row(r.id[:12], str(r.generation), r.phase, str(r.restarts), last[0] if last else "-")
+            last = failure_line(r.last_error) or "-"  # the exception's line, not a traceback's tail
+            replicas.add_row(r.id[:12], str(r.generation), r.phase, str(r.restarts), last)
         out.print(replicas)
 
 
@@ -192,7 +194,12 @@ def create(
     name: Annotated[str, typer.Argument(help="Endpoint name (lowercase letters, digits, dashes).")],
     model: Annotated[str, typer.Option(help="Model folder (config.json + safetensors + tokenizer).")],
     revision: Annotated[str | None, typer.Option(help="Revision label to pin.")] = None,
-    task: Annotated[str | None, typer.Option(help="Task, e.g. text-generation.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="Hub task (text-classification, image-to-text, ...; docs/tasks.md); default: the model's."
+        ),
+    ] = None,
     type: Annotated[str, typer.Option(help="public, protected or private.")] = "protected",
     min_replicas: Annotated[int, typer.Option(help="Fewest replicas.")] = 1,
     max_replicas: Annotated[int | None, typer.Option(help="Most replicas (default: min).")] = None,
