@@ -30,15 +30,20 @@ from tests.support.task_models_media import (
     SAMPLING_RATE,
     audio_bytes,
     build_audio_classifier,
+    build_captioner,
+    build_clip,
     build_ctc,
     build_detr,
     build_image_classifier,
+    build_segformer,
     image_bytes,
 )
 from tests.support.task_models_text import (
     cross_encoder,
+    masked_lm,
     ner_tagger,
     nli_model,
+    qa_model,
     seq2seq_model,
     text_classifier,
 )
@@ -60,6 +65,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "detr": build_detr(root / "detr"),
         "audio-cls": build_audio_classifier(root / "audio-cls"),
         "sd": build_tiny_sd(root / "tiny-sd"),
+        "mlm": masked_lm(root / "mlm"),
+        "qa": qa_model(root / "qa"),
+        "clip": build_clip(root / "clip"),
+        "segformer": build_segformer(root / "segformer"),
+        "captioner": build_captioner(root / "captioner"),
         "handler": handler_folder(root / "handler"),
     }
 
@@ -150,24 +160,39 @@ def asr_url(cp: ControlPlaneProcess, hub: HfApi, models: dict[str, Path]) -> str
     return created_with_hub(hub, cp, "asr", models["ctc"], "automatic-speech-recognition")
 
 
-# created together through the v2 API, so their replicas load side by side
+# endpoint name: (model, task asked for; None = found by itself). Created one after the other,
+# every other one with the CLI and the rest with huggingface_hub, then waited for together, so
+# their replicas load side by side.
 MORE = {
     "ner": ("ner", None),
     "zero-shot": ("nli", "zero-shot-classification"),
     "rerank": ("reranker", None),
     "summarize": ("t5", "summarization"),
+    "translate": ("t5", "translation"),
+    "fill": ("mlm", "fill-mask"),
+    "qa": ("qa", None),
     "detect": ("detr", None),
+    "segment": ("segformer", None),
+    "clip": ("clip", None),
+    "caption": ("captioner", None),
     "sounds": ("audio-cls", None),
     "draw": ("sd", "text-to-image"),
 }
 
 
 @pytest.fixture(scope="module")
-def more(cp: ControlPlaneProcess, models: dict[str, Path]) -> dict[str, str]:
-    for name, (model, task) in MORE.items():
-        spec = {"name": name, "type": "protected", "model": {"repository": str(models[model]), "task": task}}
-        r = cp.api("POST", "/v2/endpoint/default", json=spec)
-        assert r.status_code in (200, 201, 202), r.text
+def more(cp: ControlPlaneProcess, hub: HfApi, models: dict[str, Path]) -> dict[str, str]:
+    for i, (name, (model, task)) in enumerate(MORE.items()):
+        if i % 2 == 0:
+            args = ["endpoints", "create", name, "--model", str(models[model]), "--json"]
+            done = cli(cp, *args, *(["--task", task] if task else []))
+            assert done.returncode == 0, done.stderr
+        else:
+            hub.create_inference_endpoint(
+                name, repository=str(models[model]), framework="pytorch", accelerator="cpu",
+                instance_size="x1", instance_type="local", region="local", vendor="local",
+                type="authenticated", namespace="default", token=cp.token, task=task,
+            )  # fmt: skip
     return {name: str(cp.wait_for(name, "running", timeout=300)["status"]["url"]) for name in MORE}  # type: ignore[index]
 
 
@@ -472,3 +497,71 @@ def test_a_custom_handler_runs_only_when_allowed(cp: ControlPlaneProcess, models
     assert "Traceback" not in failed.text
     again = httpx.post(url, json={"inputs": "xy"}, headers=cp.headers, timeout=60)
     assert again.status_code == 200 and again.json()["reversed"] == "yx"
+
+
+def test_fill_mask_qa_and_translation_answer_as_in_process(
+    cp: ControlPlaneProcess, models: dict[str, Path], more: dict[str, str]
+) -> None:
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+    masks = InferenceClient(model=more["fill"], token=cp.token).fill_mask("alice lives in [MASK] .", top_k=3)
+    want = pipeline("fill-mask", model=str(models["mlm"]))("alice lives in [MASK] .", top_k=3)
+    assert [m.token_str for m in masks] == [w["token_str"] for w in want]
+    assert np.allclose([m.score for m in masks], [w["score"] for w in want], atol=TOL)
+
+    context = "alice lives in paris and bob works in london"
+    answer = InferenceClient(model=more["qa"], token=cp.token).question_answering(
+        question="where does alice live", context=context
+    )
+    assert context[answer.start : answer.end] == answer.answer and 0.0 <= answer.score <= 1.0
+    described = json.loads(cli(cp, "endpoints", "describe", "qa", "--json").stdout)
+    assert described["model"]["task"] == "question-answering"
+
+    text = "alice lives in paris"
+    translated = InferenceClient(model=more["translate"], token=cp.token).translation(
+        text, generate_parameters={"max_new_tokens": 5}
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(models["t5"]))
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(models["t5"])).eval()
+    with torch.no_grad():
+        ids = model.generate(**tokenizer(text, return_tensors="pt"), max_new_tokens=5, do_sample=False)
+    assert translated.translation_text == tokenizer.decode(ids[0], skip_special_tokens=True)
+
+
+def test_segmentation_zero_shot_images_and_captions_answer_as_in_process(
+    cp: ControlPlaneProcess, models: dict[str, Path], more: dict[str, str]
+) -> None:
+    import torch
+    from huggingface_hub.inference._common import _b64_to_image
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel, pipeline
+
+    png = image_bytes(40, 30, seed=8)
+    picture = Image.open(io.BytesIO(png)).convert("RGB")
+    segments = InferenceClient(model=more["segment"], token=cp.token).image_segmentation(png)
+    want = pipeline("image-segmentation", model=str(models["segformer"]))(picture)
+    assert [s.label for s in segments] == [w["label"] for w in want]
+    for got, expected in zip(segments, want, strict=True):
+        mask = got.mask if not isinstance(got.mask, str) else _b64_to_image(got.mask)
+        assert np.array_equal(np.asarray(mask.convert("L")), np.asarray(expected["mask"].convert("L")))
+
+    labels = ["cat", "dog", "bird"]
+    got = InferenceClient(model=more["clip"], token=cp.token).zero_shot_image_classification(
+        png, candidate_labels=labels
+    )
+    ref = pipeline("zero-shot-image-classification", model=str(models["clip"]))(
+        picture, candidate_labels=labels
+    )
+    same_scores(got, ref)
+
+    caption = InferenceClient(model=more["caption"], token=cp.token).image_to_text(png, max_new_tokens=6)
+    folder = str(models["captioner"])
+    model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    pixels = AutoImageProcessor.from_pretrained(folder)(images=picture, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        ids = model.generate(pixel_values=pixels, max_new_tokens=6)
+    assert (
+        caption.generated_text
+        == AutoTokenizer.from_pretrained(folder).decode(ids[0], skip_special_tokens=True).strip()
+    )
