@@ -635,7 +635,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--rebuild", action="store_true", help="build the model folders again")
     p.add_argument("--json", type=Path, default=ROOT / ".bench" / "results" / "tasks.json")
     p.add_argument("--ready-timeout", type=float, default=300.0)
-    p.add_argument("--quiet-threshold", type=float, default=30.0, help="% of a core others may use")
+    p.add_argument("--quiet-threshold", type=float, default=30.0, help="%% of a core others may use")
     p.add_argument("--quiet-timeout", type=float, default=120.0, help="seconds to wait for a quiet machine")
     a = p.parse_args(argv)
     models = [m for m in a.models.split(",") if m]
