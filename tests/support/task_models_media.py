@@ -345,7 +345,12 @@ def run_through_batcher(runner: Any, prepared: list[Any], wait_s: float = 0.2) -
 
     sizes: list[int] = []
     batcher: Batcher[Any, Any] = Batcher(
-        runner.run_batch, name="test", max_batch=32, wait_s=wait_s, on_batch=lambda n, _q, _r: sizes.append(n)
+        runner.run_batch,
+        name="test",
+        max_batch=32,
+        wait_s=wait_s,
+        on_batch=lambda n, _q, _r: sizes.append(n),
+        hold_first=True,  # every request of the test in one window, however the threads interleave
     )
     batcher.start()
 

@@ -1,7 +1,10 @@
 """Concurrent task requests run as one batch on one worker thread.
 
-The worker takes the first waiting request, gathers the others that arrive within `wait_s` (or
-until `max_batch`), groups them by the runner's batch key (requests whose parameters change the
+The worker takes the first waiting request and every other one already queued; only when the
+last batch held more than one request (requests are arriving together) does it also wait up to
+`wait_s` for more. So a lone request never waits (measured: a fixed 4 ms wait was +15 % on a
+30 ms text classification at one client), while under load batches form from what queued during
+the previous run. It then groups them by the runner's batch key (requests whose parameters change the
 computation cannot share a forward), orders each group by size so similar lengths pad together,
 and hands each group to `run`. `run` answers per item; if it raises, every item of that group is
 run again alone, so a request that breaks a batch fails alone. Requests whose caller has gone
@@ -50,7 +53,10 @@ class Batcher(Generic[P, R]):
         max_batch: int = 32,
         wait_s: float = 0.004,
         on_batch: Callable[[int, float, float], None] | None = None,
+        hold_first: bool = False,
     ) -> None:
+        """`hold_first`: wait the window even for a request with nobody else in flight (larger
+        batches at the price of `wait_s` on every request at low load)."""
         self.run = run
         self.name = name
         self.max_batch = max(1, max_batch)
@@ -60,6 +66,8 @@ class Batcher(Generic[P, R]):
         self._queue: queue.SimpleQueue[_Job[P, R] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.hold_first = hold_first
+        self._last_batch = 0  # requests in the last gather: more than one means load
 
     def start(self) -> None:
         if self._thread is None:
@@ -117,7 +125,8 @@ class Batcher(Generic[P, R]):
 
     def _gather(self, first: _Job[P, R]) -> tuple[list[_Job[P, R]], bool]:
         jobs = [first]
-        deadline = time.monotonic() + self.wait_s
+        wait = self.wait_s if self.hold_first or self._last_batch > 1 else 0.0
+        deadline = time.monotonic() + wait
         while len(jobs) < self.max_batch:
             left = deadline - time.monotonic()
             try:
@@ -127,6 +136,7 @@ class Batcher(Generic[P, R]):
             if job is None:
                 return jobs, True
             jobs.append(job)
+        self._last_batch = len(jobs)
         return jobs, False
 
     def _run_group(self, group: list[_Job[P, R]]) -> None:

@@ -21,6 +21,26 @@ _TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
 _INLINE_BYTES = 64 * 1024
 
 
+# On CPU a padded batch of audio or images costs as much per input as running them one by one, or
+# more: measured on 2 EPYC cores, one thread (benchmarks/README.md, issue 19), a wav2vec2 forward
+# took 101 ms per clip alone and 159 ms per clip in batches of 4 (its conv activations leave the
+# cache); a ViT took 58 ms alone, 46 ms per image in batches of 4 and 53 ms in a batch of 16.
+_CPU_FORWARD_CAPS = {
+    "automatic-speech-recognition": 1,
+    "audio-classification": 1,
+    "image-classification": 4,
+    "zero-shot-image-classification": 4,
+    "object-detection": 4,
+    "image-segmentation": 4,
+    "image-to-text": 4,
+}
+
+
+def forward_cap(task: str, device_type: str) -> int | None:
+    """The most requests one forward should hold for `task` on this device (None: no cap)."""
+    return _CPU_FORWARD_CAPS.get(task) if device_type == "cpu" else None
+
+
 class TaskMetrics:
     def __init__(self, model_name: str, task: str) -> None:
         self.registry = r = CollectorRegistry()
@@ -66,8 +86,11 @@ class TaskService:
 
     @classmethod
     def load(cls, path: Path, task: str, options: LoadOptions, model_name: str) -> TaskService:
+        from modelport.engine.loader import pick_device
+
         runner = load_runner(path, task, options)
-        return cls(runner, model_name, max_batch=options.max_batch)
+        cap = forward_cap(task, pick_device(options.device).type)
+        return cls(runner, model_name, max_batch=min(options.max_batch, cap or options.max_batch))
 
     @property
     def dead(self) -> BaseException | None:

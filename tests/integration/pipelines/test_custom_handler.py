@@ -65,7 +65,9 @@ def _write_folder(folder: Path, handler: str = HANDLER, requirements: str | None
 
 def _serve(runner: Any, requests: list[TaskRequest]) -> list[TaskOutput | BaseException]:
     async def go() -> list[TaskOutput | BaseException]:
-        batcher: Batcher[Any, TaskOutput] = Batcher(runner.run_batch, name="custom", wait_s=0.05)
+        batcher: Batcher[Any, TaskOutput] = Batcher(
+            runner.run_batch, name="custom", wait_s=0.05, hold_first=True
+        )
         batcher.start()
         try:
             prepared = [runner.prepare(r) for r in requests]

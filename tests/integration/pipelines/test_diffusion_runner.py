@@ -82,7 +82,9 @@ def _serve(runner: diffusion.DiffusionRunner, requests: list[TaskRequest]) -> li
     """The requests at once through a real Batcher, as the server submits them."""
 
     async def go() -> list[TaskOutput]:
-        batcher: Batcher[Any, TaskOutput] = Batcher(runner.run_batch, name="text-to-image", wait_s=0.05)
+        batcher: Batcher[Any, TaskOutput] = Batcher(
+            runner.run_batch, name="text-to-image", wait_s=0.05, hold_first=True
+        )
         batcher.start()
         try:
             prepared = [runner.prepare(r) for r in requests]

@@ -30,16 +30,31 @@ async def _submit_all(batcher: Batcher[int, int], items: list[int], key: object 
     return await asyncio.gather(*(batcher.submit(i, key, size=i) for i in items), return_exceptions=True)
 
 
+async def _behind_a_running_batch(
+    rec: Recorder, batcher: Batcher[int, int], *groups: tuple[list[int], object]
+) -> list[object]:
+    """Submit `groups` while the worker is busy with a first request (0), as under load: the
+    next gather then finds them all queued. Answers of the groups, in order."""
+    rec.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(0, "first"))
+    await asyncio.sleep(0.05)  # the worker took the first request and waits at the gate
+    pending = [asyncio.ensure_future(_submit_all(batcher, items, key)) for items, key in groups]
+    await asyncio.sleep(0.05)
+    rec.gate.set()
+    await first
+    return [r for group in await asyncio.gather(*pending) for r in group]
+
+
 def test_concurrent_requests_run_as_one_batch_sorted_by_size() -> None:
     rec = Recorder()
     batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=8, wait_s=0.05)
     batcher.start()
     try:
-        results = asyncio.run(_submit_all(batcher, [5, 1, 3]))
+        results = asyncio.run(_behind_a_running_batch(rec, batcher, ([5, 1, 3], "k")))
     finally:
         batcher.shutdown()
     assert results == [50, 10, 30]
-    assert rec.batches == [[1, 3, 5]]
+    assert rec.batches == [[0], [1, 3, 5]]
 
 
 def test_max_batch_cuts_batches_and_keys_keep_batches_apart() -> None:
@@ -47,17 +62,16 @@ def test_max_batch_cuts_batches_and_keys_keep_batches_apart() -> None:
     batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=2, wait_s=0.05)
     batcher.start()
 
-    async def both() -> list[object]:
-        a = _submit_all(batcher, [1, 2, 3], key="a")
-        b = _submit_all(batcher, [7], key="b")
-        ra, rb = await asyncio.gather(a, b)
-        return [*ra, *rb]
-
     try:
-        assert asyncio.run(both()) == [10, 20, 30, 70]
+        assert asyncio.run(_behind_a_running_batch(rec, batcher, ([1, 2, 3], "a"), ([7], "b"))) == [
+            10,
+            20,
+            30,
+            70,
+        ]
     finally:
         batcher.shutdown()
-    assert sorted(rec.batches) == [[1, 2], [3], [7]]
+    assert sorted(rec.batches[1:]) == [[1, 2], [3], [7]]
 
 
 def test_a_request_that_breaks_its_batch_fails_alone() -> None:
@@ -65,12 +79,12 @@ def test_a_request_that_breaks_its_batch_fails_alone() -> None:
     batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=8, wait_s=0.05)
     batcher.start()
     try:
-        results = asyncio.run(_submit_all(batcher, [2, -1, 4]))
+        results = asyncio.run(_behind_a_running_batch(rec, batcher, ([2, -1, 4], "k")))
     finally:
         batcher.shutdown()
     assert results[0] == 20 and results[2] == 40
     assert isinstance(results[1], TaskInputError)
-    assert rec.batches[0] == [-1, 2, 4] and sorted(map(tuple, rec.batches[1:])) == [(-1,), (2,), (4,)]
+    assert rec.batches[1] == [-1, 2, 4] and sorted(map(tuple, rec.batches[2:])) == [(-1,), (2,), (4,)]
 
 
 def test_an_unexpected_error_reaches_the_caller_as_a_backend_error() -> None:
@@ -117,3 +131,28 @@ def test_a_cancelled_request_costs_no_run() -> None:
     finally:
         batcher.shutdown()
     assert rec.batches == [[1]]
+
+
+def test_a_lone_request_is_not_held_for_the_batch_window() -> None:
+    # a 60 s window: were it applied to a request with nobody else in flight, this would time out
+    rec = Recorder()
+    batcher: Batcher[int, int] = Batcher(rec.run, name="t", max_batch=8, wait_s=60.0)
+    batcher.start()
+
+    async def alone() -> list[int]:
+        return [await asyncio.wait_for(batcher.submit(i, "k"), timeout=10) for i in (1, 2, 3)]
+
+    try:
+        assert asyncio.run(alone()) == [10, 20, 30]
+    finally:
+        batcher.shutdown()
+    assert rec.batches == [[1], [2], [3]]
+
+
+def test_cpu_forward_caps_follow_the_measurements() -> None:
+    from modelport.pipelines.service import forward_cap
+
+    assert forward_cap("automatic-speech-recognition", "cpu") == 1
+    assert forward_cap("image-classification", "cpu") == 4
+    assert forward_cap("text-classification", "cpu") is None  # batching pays on CPU for text
+    assert forward_cap("automatic-speech-recognition", "cuda") is None
