@@ -9,10 +9,10 @@ padding settings are mutable state shared by all its callers).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -23,6 +23,8 @@ from modelport.pipelines.errors import TaskInputError
 MAX_INPUTS = 64  # texts in one request's list
 MAX_CHARS = 100_000  # per text, checked before tokenizing so a huge body costs nothing
 DEFAULT_LIMIT = 512  # tokens, when neither tokenizer nor config says
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -125,16 +127,20 @@ def token_limit(tokenizer: Any, config: Any) -> int:
     return min(limits) if limits else DEFAULT_LIMIT
 
 
+def read_each(inputs: Any, one: Callable[[Any], T | None], shapes: str) -> tuple[list[T], bool]:
+    """`inputs` as one item or a list of 1 to MAX_INPUTS (then the answer is a list), each read by
+    `one`, which returns None for a value of the wrong shape; `shapes` names the accepted ones."""
+    many = isinstance(inputs, list)
+    values = inputs if many else [inputs]
+    parsed = [one(v) for v in values]
+    if not 0 < len(values) <= MAX_INPUTS or any(p is None for p in parsed):
+        raise TaskInputError(f"`inputs` must be {shapes} or a list of 1 to {MAX_INPUTS} of them")
+    return [p for p in parsed if p is not None], many
+
+
 def read_texts(inputs: Any, what: str = "a string") -> tuple[list[str], bool]:
     """One text, or a list of 1 to MAX_INPUTS texts (then the answer is a list)."""
-    if isinstance(inputs, str):
-        texts, many = [inputs], False
-    elif (
-        isinstance(inputs, list) and 0 < len(inputs) <= MAX_INPUTS and all(isinstance(t, str) for t in inputs)
-    ):
-        texts, many = list(inputs), True
-    else:
-        raise TaskInputError(f"`inputs` must be {what} or a list of 1 to {MAX_INPUTS} of them")
+    texts, many = read_each(inputs, lambda v: v if isinstance(v, str) else None, what)
     check_chars(texts)
     return texts, many
 
