@@ -51,6 +51,14 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
+def pick_exact_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`pick_dtype`, except that "auto" on CPU is float32, not bf16: for models whose answers are
+    compared across requests or with float32 references (embeddings, task scores, images)."""
+    if dtype == "auto" and device.type == "cpu":
+        return torch.float32
+    return pick_dtype(dtype, device)
+
+
 def check_weights(path: Path, allow_pickle: bool) -> bool:
     """Return whether safetensors weights exist; refuse a pickle-only folder unless allowed."""
     if not path.is_dir():

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from modelport.engine.loader import ModelLoadError, check_weights, pick_device, pick_dtype
+from modelport.engine.loader import ModelLoadError, check_weights, pick_device, pick_exact_dtype
 from modelport.pipelines.base import LoadOptions
 from modelport.pipelines.errors import TaskInputError
 
@@ -85,11 +85,7 @@ def load_text_model(
 
     has_safetensors = check_weights(path, options.allow_pickle)
     device = pick_device(options.device)
-    dtype = (
-        torch.float32
-        if options.dtype == "auto" and device.type == "cpu"
-        else pick_dtype(options.dtype, device)
-    )
+    dtype = pick_exact_dtype(options.dtype, device)
     common = {"local_files_only": True, "trust_remote_code": options.trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **common)
