@@ -59,6 +59,15 @@ def pick_exact_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return pick_dtype(dtype, device)
 
 
+def load_failure(path: Path, exc: Exception, how: str = "") -> ModelLoadError:
+    """The error for a `from_pretrained` that raised; `how` ends "cannot load <path>…" (" with X")."""
+    if "trust_remote_code" in str(exc):
+        return ModelLoadError(
+            f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
+        )
+    return ModelLoadError(f"cannot load {path}{how}: {exc}")
+
+
 def check_weights(path: Path, allow_pickle: bool) -> bool:
     """Return whether safetensors weights exist; refuse a pickle-only folder unless allowed."""
     if not path.is_dir():
@@ -153,11 +162,7 @@ def load_causal_lm(
             use_safetensors=has_safetensors,
         )
     except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise ModelLoadError(
-                f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
-            ) from exc
-        raise ModelLoadError(f"cannot load {path}: {exc}") from exc
+        raise load_failure(path, exc) from exc
     model.to(dev)  # type: ignore[arg-type]
     model.eval()  # type: ignore[no-untyped-call]
     startup.mark("weights")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from modelport.engine.loader import ModelLoadError, check_weights, pick_device, pick_exact_dtype
+from modelport.engine.loader import ModelLoadError, check_weights, load_failure, pick_device, pick_exact_dtype
 from modelport.pipelines.base import LoadOptions
 from modelport.pipelines.errors import TaskInputError
 
@@ -94,11 +94,7 @@ def load_text_model(
             path, dtype=dtype, use_safetensors=has_safetensors, **common
         )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        if "trust_remote_code" in str(exc):
-            raise ModelLoadError(
-                f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
-            ) from exc
-        raise ModelLoadError(f"cannot load {path} with {model_class}: {exc}") from exc
+        raise load_failure(path, exc, f" with {model_class}") from exc
     if need_fast and not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
             f"{path} has no fast tokenizer (tokenizer.json), which this task needs for offsets"
