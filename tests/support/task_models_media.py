@@ -334,32 +334,3 @@ def oversized_png(width: int = 8000, height: int = 8000) -> bytes:
     crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
     data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
     return bytes(data)
-
-
-def run_through_batcher(runner: Any, prepared: list[Any], wait_s: float = 0.2) -> tuple[list[Any], list[int]]:
-    """Submit all `prepared` at once to a real Batcher over `runner.run_batch`; returns each
-    request's answer (or exception) in order, and the sizes of the batches the worker ran."""
-    import asyncio
-
-    from modelport.pipelines.batcher import Batcher
-
-    sizes: list[int] = []
-    batcher: Batcher[Any, Any] = Batcher(
-        runner.run_batch,
-        name="test",
-        max_batch=32,
-        wait_s=wait_s,
-        on_batch=lambda n, _q, _r: sizes.append(n),
-        hold_first=True,  # every request of the test in one window, however the threads interleave
-    )
-    batcher.start()
-
-    async def submit_all() -> list[Any]:
-        return await asyncio.gather(
-            *(batcher.submit(p, p.key, p.size) for p in prepared), return_exceptions=True
-        )
-
-    try:
-        return asyncio.run(submit_all()), sizes
-    finally:
-        batcher.shutdown()

@@ -233,31 +233,3 @@ def seq2seq_model(path: Path, max_len: int = 48) -> Path:
         task_specific_params={"summarization": {"prefix": "summarize: "}},
     )
     return _save(T5ForConditionalGeneration(config), path)
-
-
-def run_batched(runner: Any, prepared: list[Any], wait_s: float = 0.2) -> tuple[list[Any], list[int]]:
-    """Submit every prepared request at once to a real Batcher over `runner.run_batch`; answers
-    (a TaskOutput or the exception) in order, and the sizes of the batches that ran."""
-    import asyncio
-
-    from modelport.pipelines.batcher import Batcher
-
-    sizes: list[int] = []
-    batcher: Batcher[Any, Any] = Batcher(
-        runner.run_batch,
-        name="test",
-        max_batch=32,
-        wait_s=wait_s,
-        on_batch=lambda n, _q, _r: sizes.append(n),
-        hold_first=True,  # every request of the test in one window, however the threads interleave
-    )
-    batcher.start()
-
-    async def submit_all() -> list[Any]:
-        jobs = [batcher.submit(p, p.key, p.size) for p in prepared]
-        return list(await asyncio.gather(*jobs, return_exceptions=True))
-
-    try:
-        return asyncio.run(submit_all()), sizes
-    finally:
-        batcher.shutdown()

@@ -35,7 +35,7 @@ import torch
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from modelport.engine.loader import ModelLoadError, check_weights, pick_device, pick_dtype
+from modelport.engine.loader import ModelLoadError, check_weights, load_failure, pick_device, pick_exact_dtype
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,7 @@ class Embedder:
         path = Path(path)
         has_safetensors = check_weights(path, allow_pickle)
         dev = pick_device(device)
-        # float32 on CPU: embeddings are compared across requests, so exactness beats bf16 speed
-        torch_dtype = torch.float32 if dtype == "auto" and dev.type == "cpu" else pick_dtype(dtype, dev)
+        torch_dtype = pick_exact_dtype(dtype, dev)  # embeddings are compared across requests
         try:
             kwargs_hf = {"dtype": torch_dtype, "use_safetensors": has_safetensors}
             model = SentenceTransformer(
@@ -218,11 +217,7 @@ class Embedder:
                 model_kwargs=kwargs_hf,
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            if "trust_remote_code" in str(exc):
-                raise ModelLoadError(
-                    f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
-                ) from exc
-            raise ModelLoadError(f"cannot load {path} as an embedding model: {exc}") from exc
+            raise load_failure(path, exc, " as an embedding model") from exc
         model.eval()
         if getattr(model.tokenizer, "backend_tokenizer", None) is None:
             raise ModelLoadError(f"{path} has no fast tokenizer (tokenizer.json), which modelport needs")

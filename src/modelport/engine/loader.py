@@ -51,6 +51,23 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
+def pick_exact_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`pick_dtype`, except that "auto" on CPU is float32, not bf16: for models whose answers are
+    compared across requests or with float32 references (embeddings, task scores, images)."""
+    if dtype == "auto" and device.type == "cpu":
+        return torch.float32
+    return pick_dtype(dtype, device)
+
+
+def load_failure(path: Path, exc: Exception, how: str = "") -> ModelLoadError:
+    """The error for a `from_pretrained` that raised; `how` ends "cannot load <path>…" (" with X")."""
+    if "trust_remote_code" in str(exc):
+        return ModelLoadError(
+            f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
+        )
+    return ModelLoadError(f"cannot load {path}{how}: {exc}")
+
+
 def check_weights(path: Path, allow_pickle: bool) -> bool:
     """Return whether safetensors weights exist; refuse a pickle-only folder unless allowed."""
     if not path.is_dir():
@@ -145,11 +162,7 @@ def load_causal_lm(
             use_safetensors=has_safetensors,
         )
     except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise ModelLoadError(
-                f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
-            ) from exc
-        raise ModelLoadError(f"cannot load {path}: {exc}") from exc
+        raise load_failure(path, exc) from exc
     model.to(dev)  # type: ignore[arg-type]
     model.eval()  # type: ignore[no-untyped-call]
     startup.mark("weights")

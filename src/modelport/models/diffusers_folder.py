@@ -22,7 +22,7 @@ from modelport.models.formats import (
     FormatError,
     TensorInfo,
     is_pickle,
-    read_safetensors_header,
+    read_safetensors_headers,
 )
 from modelport.models.task_plan import DiffusionFacts
 
@@ -64,15 +64,10 @@ def read_pipeline(folder: Path) -> PipelineRead:
             notes.append(f"{name}: {note}")
         if not files:
             continue
-        tensors: list[TensorInfo] = []
-        data_bytes = 0
-        for file in files:
-            try:
-                header = read_safetensors_header(file)
-            except FormatError as exc:
-                raise PipelineReadError(f"{exc}; pull the model again") from None
-            tensors.extend(header.tensors)
-            data_bytes += header.data_bytes
+        try:
+            tensors, data_bytes = read_safetensors_headers(files)
+        except FormatError as exc:
+            raise PipelineReadError(f"{exc}; pull the model again") from None
         components.append(ComponentWeights(name, str(value[1]), tuple(tensors), data_bytes))
     if not components:
         raise PipelineReadError(

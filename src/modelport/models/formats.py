@@ -129,6 +129,17 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+def read_safetensors_headers(files: Iterable[Path]) -> tuple[list[TensorInfo], int]:
+    """The tensors and the total tensor-data bytes of a model's safetensors files (its shards)."""
+    tensors: list[TensorInfo] = []
+    data_bytes = 0
+    for file in files:
+        header = read_safetensors_header(file)
+        tensors.extend(header.tensors)
+        data_bytes += header.data_bytes
+    return tensors, data_bytes
+
+
 def check_safetensors_file(path: Path) -> SafetensorsHeader:
     """A whole file: its header parses and its size is exactly header + tensor data."""
     header = read_safetensors_header(path)

@@ -39,7 +39,7 @@ from modelport.models.formats import (
     FormatError,
     TensorInfo,
     is_pickle,
-    read_safetensors_header,
+    read_safetensors_headers,
 )
 from modelport.models.quantization import scheme_for_dtype
 from modelport.models.task_plan import LLM, Component, DiffusionFacts, workload_kind
@@ -230,15 +230,10 @@ def _inspect_weights(folder: Path, config: Mapping[str, Any], task_model: bool) 
         elif not notes:
             notes.append("no weight files: parameters from the config")
         return _with_notes(analytic, notes)
-    tensors: list[TensorInfo] = []
-    data_bytes = 0
-    for file in files:
-        try:
-            header = read_safetensors_header(file)
-        except FormatError as exc:
-            raise ModelInspectError(f"{exc}; pull the model again") from None
-        tensors.extend(header.tensors)
-        data_bytes += header.data_bytes
+    try:
+        tensors, data_bytes = read_safetensors_headers(files)
+    except FormatError as exc:
+        raise ModelInspectError(f"{exc}; pull the model again") from None
     facts = analytic.facts
     params = _count_tensors(tensors, facts)
     scheme, scheme_notes = _header_scheme(tensors, facts)

@@ -7,9 +7,7 @@ and the usage records carry the units the replica reported."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as Path_
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from modelport.auth.admin_token import token_hash
 from modelport.auth.api_keys import KeyRing
@@ -33,7 +30,7 @@ from modelport.gateway.upstream import Upstream
 from modelport.observe.usage_log import UsageLog
 from modelport.spec.endpoint import EndpointState, EndpointType, Intent
 from modelport.store.repository import Store
-from tests.support.server_process import free_port
+from tests.support.thread_server import serving
 
 IMAGE_LIMIT = 64 * 1024
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(40_000)  # binary, not UTF-8: any re-encoding would show
@@ -56,33 +53,13 @@ class Replica:
         self.app = Starlette(routes=[Path_(p, task, methods=["POST"]) for p in UNITS])
 
 
-@contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """`app` under uvicorn in a thread on a free loopback port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", interface="asgi3")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Replica, Store, UsageLog]]:
     monkeypatch.setenv("MODELPORT_MAX_IMAGE_BODY", str(IMAGE_LIMIT))
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
     usage = UsageLog(store.usage, audit=store.audit, texts=store.texts)
     replica = Replica()
-    with serving(replica.app) as replica_url:
+    with serving(replica.app, interface="asgi3") as replica_url:
         table = RoutingTable()
         route = Route("r1", replica_url, 1, token="replica-token")
         view = EndpointView("default", "vision", EndpointType.PUBLIC, Intent.ACTIVE, EndpointState.RUNNING,
@@ -106,7 +83,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
             await upstream.close()  # on the loop its connections were made on
             await send({"type": "lifespan.shutdown.complete"})
 
-        with serving(app) as gateway_url:
+        with serving(app, interface="asgi3") as gateway_url:
             yield f"{gateway_url}/endpoints/default/vision", replica, store, usage
     store.close()
 

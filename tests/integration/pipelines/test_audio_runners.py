@@ -4,52 +4,35 @@ in-process transformers pipeline on the same folder and the same decoded samples
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from modelport.pipelines.base import LoadOptions, Prepared, TaskRequest, TaskRunner
+from modelport.pipelines.base import Prepared, TaskRequest, TaskRunner
 from modelport.pipelines.errors import TaskInputError
 from modelport.pipelines.media import decode_audio
-from modelport.pipelines.registry import load_runner
 from modelport.pipelines.runners.audio import Transcription, min_samples, transcription, transcription_request
 from tests.support import task_models_media as media
+from tests.support.runners import reference_pipeline, run_batched, warm_runner
 
 TOL = 1e-4
 RATE = media.SAMPLING_RATE
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ctc(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TaskRunner, Any]:
-    from transformers import pipeline
-
     folder = media.build_ctc(tmp_path_factory.mktemp("audio") / "ctc")
-    runner = load_runner(folder, "automatic-speech-recognition", LoadOptions())
-    runner.warmup()
-    return folder, runner, pipeline("automatic-speech-recognition", model=str(folder), device="cpu")
+    runner = warm_runner(folder, "automatic-speech-recognition")
+    return folder, runner, reference_pipeline("automatic-speech-recognition", folder)
 
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TaskRunner, Any]:
-    from transformers import pipeline
-
     folder = media.build_audio_classifier(tmp_path_factory.mktemp("audio") / "cls")
-    runner = load_runner(folder, "audio-classification", LoadOptions())
-    runner.warmup()
-    return folder, runner, pipeline("audio-classification", model=str(folder), device="cpu")
+    runner = warm_runner(folder, "audio-classification")
+    return folder, runner, reference_pipeline("audio-classification", folder)
 
 
 def samples(data: bytes) -> Any:
@@ -76,7 +59,7 @@ def test_speech_recognition_batch_equals_the_pipeline(ctc: tuple[Path, TaskRunne
         TaskRequest(inputs=base64.b64encode(resampled).decode()),
         TaskRequest(inputs=[flac, wav]),
     ]
-    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) == 4  # one padded forward for clips of three lengths
     for answer, clip in zip(answers[:3], [wav, flac, resampled], strict=True):
         assert answer.body == {"text": pipe(samples(clip))["text"].strip()}
@@ -94,7 +77,7 @@ def test_speech_recognition_timestamps(ctc: tuple[Path, TaskRunner, Any]) -> Non
     prepared = [
         runner.prepare(TaskRequest(inputs=clip, parameters={"return_timestamps": True})) for _ in range(2)
     ]
-    answers, _ = media.run_through_batcher(runner, prepared)
+    answers, _ = run_batched(runner, prepared)
     want = pipe(samples(clip), return_timestamps="word")
     body = answers[0].body
     assert body["text"] == want["text"].strip()
@@ -111,7 +94,7 @@ def test_openai_transcription_helper(ctc: tuple[Path, TaskRunner, Any]) -> None:
     _, runner, pipe = ctc
     clip = media.audio_bytes(1.25, seed=5)
     request = transcription_request(runner, clip, timestamps=True)
-    (answer,), _ = media.run_through_batcher(runner, [runner.prepare(request)])
+    (answer,), _ = run_batched(runner, [runner.prepare(request)])
     result = transcription(answer)
     assert isinstance(result, Transcription)
     assert result.text == pipe(samples(clip))["text"].strip()
@@ -188,7 +171,7 @@ def test_a_clip_that_fails_at_run_time_fails_alone(ctc: tuple[Path, TaskRunner, 
     broken = Prepared(
         payload=[np.array(["x"] * 400)], parameters=good[0].parameters, key=good[0].key, size=400
     )
-    answers, _ = media.run_through_batcher(runner, [good[0], broken, good[1], good[2]])
+    answers, _ = run_batched(runner, [good[0], broken, good[1], good[2]])
     assert isinstance(answers[1], Exception)
     for answer, clip in zip([answers[0], answers[2], answers[3]], clips, strict=True):
         assert answer.body == {"text": pipe(samples(clip))["text"].strip()}
@@ -210,7 +193,7 @@ def test_audio_classification_batch_equals_the_pipeline(classifier: tuple[Path, 
         TaskRequest(inputs=b, parameters={"top_k": 3, "function_to_apply": "sigmoid"}),
         TaskRequest(inputs=a, parameters={"function_to_apply": "none"}),
     ]
-    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) == 3
     assert_scored(answers[0].body, pipe(samples(a)))
     assert len(answers[0].body) == len(media.AUDIO_LABELS)

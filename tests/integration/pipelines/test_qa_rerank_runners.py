@@ -4,7 +4,6 @@ run directly on each input alone, with spans searched by brute force."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,11 @@ from modelport.pipelines.errors import TaskInputError
 from modelport.pipelines.registry import load_runner
 from modelport.pipelines.runners.rerank import Ranked, ranked, rerank_request
 from tests.support import task_models_text as tiny
+from tests.support.runners import run_batched, warm_runner
 
 TOL = 1e-4
 CONTEXT = "alice lives in paris , the capital of france . bob works in london ."
 QUESTIONS = ["where does alice live ?", "who works in london ?", "what is the capital of france ?"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +32,12 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def reader(folders: dict[str, Path]) -> TaskRunner:
-    runner = load_runner(folders["qa"], "question-answering", LoadOptions())
-    runner.warmup()
-    return runner
+    return warm_runner(folders["qa"], "question-answering")
 
 
 @pytest.fixture(scope="module")
 def ranker(folders: dict[str, Path]) -> TaskRunner:
-    runner = load_runner(folders["rank"], "text-ranking", LoadOptions())
-    runner.warmup()
-    return runner
+    return warm_runner(folders["rank"], "text-ranking")
 
 
 def _model(folder: Path, cls: str) -> tuple[Any, Any]:
@@ -60,7 +48,7 @@ def _model(folder: Path, cls: str) -> tuple[Any, Any]:
 
 
 def _batched(runner: TaskRunner, requests: list[TaskRequest]) -> list[Any]:
-    answers, sizes = tiny.run_batched(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) > 1, f"the requests ran in batches of {sizes}"
     assert all(isinstance(a, TaskOutput) for a in answers), answers
     return [a.body for a in answers]
@@ -145,7 +133,7 @@ def test_question_answering_impossible_answer_and_words(reader: TaskRunner, fold
     context = "the cats sat on the mats ."  # cat ##s, mat ##s: words of two tokens
     q = {"question": "what sat ?", "context": context}
     spans = reference_spans(folders["qa"], q["question"], context)
-    (with_null, words), _ = tiny.run_batched(
+    (with_null, words), _ = run_batched(
         reader,
         [
             reader.prepare(
@@ -169,7 +157,7 @@ def test_question_answering_reads_a_long_context_in_windows(reader: TaskRunner) 
     long_context = " ".join([CONTEXT] * 8)  # ~130 tokens; windows hold 64
     prepared = reader.prepare(TaskRequest({"question": QUESTIONS[0], "context": long_context}, {"top_k": 5}))
     assert len(prepared.payload[0].windows) > 2
-    (answer,), _ = tiny.run_batched(reader, [prepared])
+    (answer,), _ = run_batched(reader, [prepared])
     assert isinstance(answer, TaskOutput)
     scores = [a["score"] for a in answer.body]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
@@ -232,7 +220,7 @@ def test_rerank_equals_the_model_alone(ranker: TaskRunner, folders: dict[str, Pa
 
 def test_rerank_helpers_for_tei_and_cohere_routes(ranker: TaskRunner) -> None:
     request = rerank_request("capital ?", ["paris", "cat"], return_text=True, top_n=1)
-    (answer,), _ = tiny.run_batched(ranker, [ranker.prepare(request)])
+    (answer,), _ = run_batched(ranker, [ranker.prepare(request)])
     assert isinstance(answer, TaskOutput)
     (best,) = ranked(answer)
     assert isinstance(best, Ranked) and best.text == ["paris", "cat"][best.index] and 0 < best.score < 1
@@ -245,7 +233,7 @@ def test_rerank_truncates_only_when_asked(ranker: TaskRunner) -> None:
     assert err.code == "input_too_long"
     prepared = ranker.prepare(TaskRequest(inputs, {"truncate": True}))
     assert prepared.input_tokens == 8 + 64
-    (answer,), _ = tiny.run_batched(ranker, [prepared])
+    (answer,), _ = run_batched(ranker, [prepared])
     assert isinstance(answer, TaskOutput) and len(answer.body) == 2
 
 

@@ -4,7 +4,6 @@ has no pipeline for these tasks), with the generate parameters honoured."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +11,12 @@ import pytest
 import torch
 from huggingface_hub.inference._generated.types import SummarizationOutput, TranslationOutput
 
-from modelport.pipelines.base import LoadOptions, Prepared, TaskOutput, TaskRequest, TaskRunner
+from modelport.pipelines.base import Prepared, TaskOutput, TaskRequest, TaskRunner
 from modelport.pipelines.errors import TaskBackendError, TaskInputError
-from modelport.pipelines.registry import load_runner
 from tests.support import task_models_text as tiny
+from tests.support.runners import run_batched, warm_runner
 
 TEXTS = ["the cat sat on the mat", "a dog", "the big red dog sat on a small blue mat .", "le chat est petit"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +28,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runners(folder: Path) -> dict[str, TaskRunner]:
     out = {}
     for task in ("summarization", "translation", "text2text-generation"):
-        out[task] = load_runner(folder, task, LoadOptions())
-        out[task].warmup()
+        out[task] = warm_runner(folder, task)
     return out
 
 
@@ -57,7 +47,7 @@ def alone(model: tuple[Any, Any], text: str, **generate: Any) -> str:
 
 
 def _run(runner: TaskRunner, requests: list[TaskRequest], shared: bool = True) -> list[Any]:
-    answers, sizes = tiny.run_batched(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) > 1 or not shared, f"the requests ran in batches of {sizes}"
     assert all(isinstance(a, TaskOutput) for a in answers), answers
     return [a.body for a in answers]
@@ -142,7 +132,7 @@ def test_long_inputs_are_refused_unless_truncation_is_asked(
     assert err.value.code == "input_too_long"
     prepared = runner.prepare(TaskRequest(long_text, {"truncation": "longest_first", "max_new_tokens": 4}))
     assert prepared.input_tokens == 48
-    (answer,), _ = tiny.run_batched(runner, [prepared])
+    (answer,), _ = run_batched(runner, [prepared])
     tokenizer, m = model
     enc = tokenizer(long_text, return_tensors="pt", truncation=True, max_length=48)
     want = tokenizer.decode(m.generate(**enc, max_new_tokens=4)[0], skip_special_tokens=True)
@@ -194,7 +184,7 @@ def test_a_request_that_breaks_the_batch_fails_alone(runners: dict[str, TaskRunn
     runner = runners["summarization"]
     good = [runner.prepare(TaskRequest(t, {"max_new_tokens": 4})) for t in TEXTS[:2]]
     broken = Prepared([None], good[0].parameters, key=good[0].key, size=1)  # what prepare would never let by
-    answers, sizes = tiny.run_batched(runner, [good[0], broken, good[1]])
+    answers, sizes = run_batched(runner, [good[0], broken, good[1]])
     assert sizes[0] == 3 and isinstance(answers[1], ValueError | TaskBackendError)
     for answer, text in zip((answers[0], answers[2]), TEXTS[:2], strict=True):
         assert isinstance(answer, TaskOutput)

@@ -5,7 +5,6 @@ InferenceClient types the way InferenceClient 2.4 parses them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from modelport.pipelines.base import LoadOptions, Prepared, TaskOutput, TaskRequ
 from modelport.pipelines.errors import TaskBackendError, TaskInputError
 from modelport.pipelines.registry import load_runner
 from tests.support import task_models_text as tiny
+from tests.support.runners import reference_pipeline, run_batched, warm_runner
 
 TOL = 1e-4
 TEXTS = [
@@ -30,16 +30,6 @@ TEXTS = [
     "bob works in london , carol lives in berlin",
     "a cat sat on the mat",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -53,42 +43,30 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _runner(folder: Path, task: str) -> TaskRunner:
-    runner = load_runner(folder, task, LoadOptions())
-    runner.warmup()
-    return runner
-
-
 @pytest.fixture(scope="module")
 def classifier(folders: dict[str, Path]) -> TaskRunner:
-    return _runner(folders["cls"], "text-classification")
+    return warm_runner(folders["cls"], "text-classification")
 
 
 @pytest.fixture(scope="module")
 def zero_shot(folders: dict[str, Path]) -> TaskRunner:
-    return _runner(folders["nli"], "zero-shot-classification")
+    return warm_runner(folders["nli"], "zero-shot-classification")
 
 
 @pytest.fixture(scope="module")
 def tagger(folders: dict[str, Path]) -> TaskRunner:
-    return _runner(folders["ner"], "token-classification")
+    return warm_runner(folders["ner"], "token-classification")
 
 
 @pytest.fixture(scope="module")
 def filler(folders: dict[str, Path]) -> TaskRunner:
-    return _runner(folders["mlm"], "fill-mask")
-
-
-def _pipeline(task: str, folder: Path) -> Any:
-    from transformers import pipeline
-
-    return pipeline(task, model=str(folder), device="cpu")
+    return warm_runner(folders["mlm"], "fill-mask")
 
 
 def _batched(runner: TaskRunner, requests: list[TaskRequest], shared: bool = True) -> list[Any]:
     """Bodies of the answers, after checking the requests really shared a batch (when `shared`:
     requests whose parameters change the computation run apart)."""
-    answers, sizes = tiny.run_batched(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) > 1 or not shared, f"the requests ran in batches of {sizes}"
     for answer in answers:
         assert isinstance(answer, TaskOutput), answer
@@ -114,7 +92,7 @@ def _bad(
 
 
 def test_text_classification_equals_the_pipeline(classifier: TaskRunner, folders: dict[str, Path]) -> None:
-    pipe = _pipeline("text-classification", folders["cls"])
+    pipe = reference_pipeline("text-classification", folders["cls"])
     pair = {"text": "alice lives in paris", "text_pair": "alice lives in france"}
     requests = [
         TaskRequest(inputs=TEXTS[0]),
@@ -174,7 +152,7 @@ def test_a_request_that_breaks_the_batch_fails_alone(classifier: TaskRunner) -> 
     good = [classifier.prepare(TaskRequest(inputs=t)) for t in TEXTS[:3]]
     # past prepare's length check (as a bug would be): the position table has 64 rows
     broken = Prepared([("cat " * 80, None)], good[0].parameters, key=False, size=82, input_tokens=82)
-    answers, sizes = tiny.run_batched(classifier, [good[0], broken, good[1], good[2]])
+    answers, sizes = run_batched(classifier, [good[0], broken, good[1], good[2]])
     assert sizes[0] == 4  # they were one batch, then each alone
     assert isinstance(answers[1], TaskBackendError)
     assert [isinstance(a, TaskOutput) for a in answers] == [True, False, True, True]
@@ -184,7 +162,7 @@ def test_a_request_that_breaks_the_batch_fails_alone(classifier: TaskRunner) -> 
 
 
 def test_zero_shot_equals_the_pipeline(zero_shot: TaskRunner, folders: dict[str, Path]) -> None:
-    pipe = _pipeline("zero-shot-classification", folders["nli"])
+    pipe = reference_pipeline("zero-shot-classification", folders["nli"])
     labels = ["city", "movie", "cat"]
     template = "this is about {} ."
     requests = [
@@ -236,7 +214,7 @@ def test_zero_shot_bad_inputs(zero_shot: TaskRunner, folders: dict[str, Path]) -
 
 
 def test_zero_shot_cuts_a_long_text_not_the_hypothesis(zero_shot: TaskRunner) -> None:
-    (answer,), _ = tiny.run_batched(
+    (answer,), _ = run_batched(
         zero_shot,
         [zero_shot.prepare(TaskRequest(inputs="cat " * 200, parameters={"candidate_labels": ["a", "b"]}))],
     )
@@ -247,7 +225,7 @@ def test_zero_shot_cuts_a_long_text_not_the_hypothesis(zero_shot: TaskRunner) ->
 
 
 def test_token_classification_equals_the_pipeline(tagger: TaskRunner, folders: dict[str, Path]) -> None:
-    pipe = _pipeline("token-classification", folders["ner"])
+    pipe = reference_pipeline("token-classification", folders["ner"])
     strategies = ["none", "simple", "first", "average", "max"]
     requests = [TaskRequest(inputs=TEXTS[2], parameters={"aggregation_strategy": s}) for s in strategies]
     requests += [
@@ -276,7 +254,7 @@ def test_token_classification_equals_the_pipeline(tagger: TaskRunner, folders: d
 def test_token_classification_stride_reads_past_the_limit(
     tagger: TaskRunner, folders: dict[str, Path]
 ) -> None:
-    pipe = _pipeline("token-classification", folders["ner"])
+    pipe = reference_pipeline("token-classification", folders["ner"])
     long_text = " ".join(["alice lives in paris"] * 30)  # 120 words, past the 64-token limit
     cut, whole = _batched(
         tagger,
@@ -301,7 +279,7 @@ def test_token_classification_bad_inputs(tagger: TaskRunner) -> None:
 
 
 def test_fill_mask_equals_the_pipeline(filler: TaskRunner, folders: dict[str, Path]) -> None:
-    pipe = _pipeline("fill-mask", folders["mlm"])
+    pipe = reference_pipeline("fill-mask", folders["mlm"])
     one, two = "alice lives in [MASK] .", "the [MASK] sat on the [MASK]"
     targets = ["paris", "london", "cat", "zebra"]  # zebra: not a word, its first piece stands in
     requests = [

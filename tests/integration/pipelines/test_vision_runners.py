@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelport.pipelines.base import LoadOptions, Prepared, TaskRequest, TaskRunner
+from modelport.pipelines.base import Prepared, TaskRequest, TaskRunner
 from modelport.pipelines.errors import TaskInputError
 from modelport.pipelines.media import decode_image
-from modelport.pipelines.registry import load_runner
 from tests.support import task_models_media as media
+from tests.support.runners import reference_pipeline, run_batched, warm_runner
 
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +35,8 @@ def _folder(models: Path, name: str, build: Any) -> Path:
 @pytest.fixture(scope="module")
 def classifier(models: Path) -> tuple[Path, TaskRunner]:
     folder = _folder(models, "vit", media.build_image_classifier)
-    runner = load_runner(folder, "image-classification", LoadOptions())
-    runner.warmup()
+    runner = warm_runner(folder, "image-classification")
     return folder, runner
-
-
-def _pipeline(task: str, folder: Path) -> Any:
-    from transformers import pipeline
-
-    return pipeline(task, model=str(folder), device="cpu")
 
 
 def assert_scored(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
@@ -84,9 +66,9 @@ def test_image_classification_batch_equals_the_pipeline(classifier: tuple[Path, 
         TaskRequest(inputs=[png, base64.b64encode(jpeg).decode()]),  # a list: answered with a list
         TaskRequest(inputs=other),
     ]
-    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) >= 3  # the default-parameter requests ran together
-    pipe = _pipeline("image-classification", folder)
+    pipe = reference_pipeline("image-classification", folder)
     assert_scored(answers[0].body, pipe(_image(png)))
     assert len(answers[0].body) == 5
     assert_scored(answers[1].body, pipe(_image(jpeg), top_k=2))
@@ -106,9 +88,7 @@ def test_image_classification_answer_parses_as_inference_client_does(
     from huggingface_hub import ImageClassificationOutputElement
 
     _, runner = classifier
-    (answer,), _ = media.run_through_batcher(
-        runner, [runner.prepare(TaskRequest(inputs=media.image_bytes()))]
-    )
+    (answer,), _ = run_batched(runner, [runner.prepare(TaskRequest(inputs=media.image_bytes()))])
     parsed = ImageClassificationOutputElement.parse_obj_as_list(answer.body)
     assert parsed[0].label in media.IMAGE_LABELS and 0 < parsed[0].score < 1
 
@@ -148,9 +128,9 @@ def test_a_request_that_fails_at_run_time_fails_alone(classifier: tuple[Path, Ta
     # (no colour axis), which the image processor cannot read
     flat = np.zeros((4, 4), dtype=np.uint8)
     broken = Prepared(payload=[flat], parameters=good[0].parameters, key=good[0].key)
-    answers, _ = media.run_through_batcher(runner, [good[0], broken, good[1], good[2]])
+    answers, _ = run_batched(runner, [good[0], broken, good[1], good[2]])
     assert isinstance(answers[1], Exception) and "flat list of images" in str(answers[1])
-    pipe = _pipeline("image-classification", folder)
+    pipe = reference_pipeline("image-classification", folder)
     for answer, seed in zip([answers[0], answers[2], answers[3]], range(3), strict=True):
         assert_scored(answer.body, pipe(_image(media.image_bytes(seed=seed))))
 
@@ -167,8 +147,7 @@ def _png_image(data: str) -> Any:
 @pytest.fixture(scope="module")
 def clip(models: Path) -> tuple[Path, TaskRunner]:
     folder = _folder(models, "clip", media.build_clip)
-    runner = load_runner(folder, "zero-shot-image-classification", LoadOptions())
-    runner.warmup()
+    runner = warm_runner(folder, "zero-shot-image-classification")
     return folder, runner
 
 
@@ -188,9 +167,9 @@ def test_zero_shot_image_classification_equals_the_pipeline(clip: tuple[Path, Ta
             inputs=b, parameters={"candidate_labels": animals, "hypothesis_template": "a picture of {} ."}
         ),
     ]
-    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) == 2  # the same labels batch together; other labels or templates run apart
-    pipe = _pipeline("zero-shot-image-classification", folder)
+    pipe = reference_pipeline("zero-shot-image-classification", folder)
     assert_scored(answers[0].body, pipe(_image(a), candidate_labels=animals))
     assert_scored(answers[1].body, pipe(_image(b), candidate_labels=animals))
     assert_scored(answers[2].body, pipe(_image(a), candidate_labels=["cat", "car"]))
@@ -231,8 +210,7 @@ def test_object_detection_equals_the_pipeline(models: Path) -> None:
     from huggingface_hub import ObjectDetectionOutputElement
 
     folder = _folder(models, "detr", media.build_detr)
-    runner = load_runner(folder, "object-detection", LoadOptions())
-    runner.warmup()
+    runner = warm_runner(folder, "object-detection")
     a, b = media.image_bytes(40, 30, seed=6), media.image_bytes(30, 50, "JPEG", seed=7)
     requests = [
         TaskRequest(inputs=a, parameters={"threshold": 0.1}),
@@ -240,9 +218,9 @@ def test_object_detection_equals_the_pipeline(models: Path) -> None:
         TaskRequest(inputs=a),
         TaskRequest(inputs=a, parameters={"threshold": 1.0}),
     ]
-    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) == 2
-    pipe = _pipeline("object-detection", folder)
+    pipe = reference_pipeline("object-detection", folder)
     for answer, image, threshold in [(answers[0], a, 0.1), (answers[1], b, 0.1), (answers[2], a, None)]:
         want = pipe(_image(image), **({} if threshold is None else {"threshold": threshold}))
         assert_scored(answer.body, want)
@@ -269,13 +247,12 @@ def test_semantic_segmentation_equals_the_pipeline(models: Path) -> None:
     from huggingface_hub.inference._common import _b64_to_image
 
     folder = _folder(models, "segformer", media.build_segformer)
-    runner = load_runner(folder, "image-segmentation", LoadOptions())
-    runner.warmup()
+    runner = warm_runner(folder, "image-segmentation")
     a, b = media.image_bytes(40, 30, seed=8), media.image_bytes(20, 24, seed=9)
     prepared = [runner.prepare(TaskRequest(inputs=x)) for x in (a, b)]
     prepared.append(runner.prepare(TaskRequest(inputs=a, parameters={"subtask": "semantic"})))
-    answers, _ = media.run_through_batcher(runner, prepared)
-    pipe = _pipeline("image-segmentation", folder)
+    answers, _ = run_batched(runner, prepared)
+    pipe = reference_pipeline("image-segmentation", folder)
     for answer, image in zip(answers, (a, b, a), strict=True):
         want = pipe(_image(image))
         assert [s["label"] for s in answer.body] == [w["label"] for w in want]
@@ -298,8 +275,7 @@ def test_panoptic_segmentation_equals_the_pipeline(models: Path) -> None:
     import numpy as np
 
     folder = _folder(models, "detr-panoptic", media.build_detr_panoptic)
-    runner = load_runner(folder, "image-segmentation", LoadOptions())
-    runner.warmup()
+    runner = warm_runner(folder, "image-segmentation")
     image = media.image_bytes(40, 30, seed=6)
     loose = {"threshold": 0.1, "mask_threshold": 0.1, "overlap_mask_area_threshold": 0.0}
     requests = [
@@ -307,8 +283,8 @@ def test_panoptic_segmentation_equals_the_pipeline(models: Path) -> None:
         TaskRequest(inputs=image, parameters={"subtask": "instance", "threshold": 0.1}),
         TaskRequest(inputs=image),
     ]
-    answers, _ = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
-    pipe = _pipeline("image-segmentation", folder)
+    answers, _ = run_batched(runner, [runner.prepare(r) for r in requests])
+    pipe = reference_pipeline("image-segmentation", folder)
     wants = [
         pipe(_image(image), subtask="panoptic", **loose),
         pipe(_image(image), subtask="instance", threshold=0.1),
@@ -331,8 +307,7 @@ def test_image_to_text_equals_generate_on_the_model(models: Path) -> None:
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
     folder = _folder(models, "captioner", media.build_captioner)
-    runner = load_runner(folder, "image-to-text", LoadOptions())
-    runner.warmup()
+    runner = warm_runner(folder, "image-to-text")
     a, b = media.image_bytes(seed=10), media.image_bytes(50, 30, "JPEG", seed=11)
     requests = [
         TaskRequest(inputs=a, parameters={"max_new_tokens": 6}),
@@ -340,7 +315,7 @@ def test_image_to_text_equals_generate_on_the_model(models: Path) -> None:
         TaskRequest(inputs=[b, a], parameters={"generation_parameters": {"max_new_tokens": 6}}),
         TaskRequest(inputs=a, parameters={"generation_parameters": {"num_beams": 2, "max_new_tokens": 4}}),
     ]
-    answers, sizes = media.run_through_batcher(runner, [runner.prepare(r) for r in requests])
+    answers, sizes = run_batched(runner, [runner.prepare(r) for r in requests])
     assert max(sizes) == 2
     model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
     images, tok = AutoImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +9,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from huggingface_hub import InferenceClient, constants
@@ -20,7 +17,7 @@ from modelport.engine.embedder import Embedder
 from modelport.protocol.errors import APIError, Dialect, dialect_for_path, render, tgi_status
 from modelport.server.embed_routes import embed_task_payload, router
 from modelport.server.state import ModelKind, ServerState
-from tests.support.server_process import free_port
+from tests.support.thread_server import serving
 
 
 def build_app(state: ServerState) -> FastAPI:
@@ -60,19 +57,8 @@ def url(embedder: Embedder, minilm_model: Path) -> Iterator[str]:
         embedder=embedder,
         ready=True,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(state), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(build_app(state), start_timeout_s=20, lifespan="off") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ texts checked against their records' digests and deleted when they expire."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,13 +22,6 @@ from modelport.store.records import RequestText, UsageRecord
 from modelport.store.repository import Store
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
 
 
 def entry(i: int, kind: str = "admin") -> AuditEntry:

@@ -40,11 +40,6 @@ REVISION = ModelRevision(
 )  # fmt: skip
 
 
-@pytest.fixture
-def store(store_url: str) -> Store:
-    return Store.open(store_url)
-
-
 def test_endpoint_round_trip(store: Store) -> None:
     created = store.create_endpoint(fields(), REVISION, NOW)
     assert (created.generation, created.good_generation, created.state) == (1, 0, "pending")

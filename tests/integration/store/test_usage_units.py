@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, select
@@ -20,13 +18,6 @@ from modelport.store.records import UsageRecord
 from modelport.store.repository import MIGRATIONS, Store
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
 
 
 def usage(i: int, units: dict[str, float] | None, endpoint: str = "asr", key: str = "k1") -> UsageRecord:

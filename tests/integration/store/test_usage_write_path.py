@@ -7,7 +7,6 @@ front of the others."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,13 +24,6 @@ from modelport.store.repository import Store
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 LONG_PATH = "/v1/" + "p" * 296  # 300 characters
 LONG_CLIENT = ", ".join(["203.0.113.7"] * 16)[:200]  # an X-Forwarded-For chain, 200 characters
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
 
 
 def usage(i: int, path: str = "/v1/completions", client: str | None = "127.0.0.1") -> UsageRecord:

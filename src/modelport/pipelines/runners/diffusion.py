@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelport.engine.loader import ModelLoadError, pick_device, pick_dtype
+from modelport.engine.loader import ModelLoadError, pick_device, pick_exact_dtype
 from modelport.models.formats import PICKLE_SUFFIXES, pickle_refusal
 from modelport.pipelines.base import InputKind, LoadOptions, Prepared, TaskOutput, TaskRequest
 from modelport.pipelines.errors import TaskInputError
@@ -69,7 +69,6 @@ class ImageJob:
 def load(path: Path, task: str, options: LoadOptions) -> DiffusionRunner:
     try:
         import diffusers
-        import torch
     except ImportError as exc:
         raise ModelLoadError(f"{INSTALL_HINT} ({exc})") from exc
     index = _model_index(path)
@@ -82,10 +81,8 @@ def load(path: Path, task: str, options: LoadOptions) -> DiffusionRunner:
             )
     _check_weights(path, index, options.allow_pickle)
     device = pick_device(options.device)
-    # "auto" on CPU is float32 here, as for every task runner: the loader's bf16 on CPUs that
-    # have it would change the images an in-process diffusers call (float32 by default) draws
-    cpu_auto = options.dtype == "auto" and device.type == "cpu"
-    dtype = torch.float32 if cpu_auto else pick_dtype(options.dtype, device)
+    # bf16 on CPUs that have it would change the images an in-process diffusers call draws
+    dtype = pick_exact_dtype(options.dtype, device)
     overrides = {name: None for name in _SAFETY if _declared(index, name) and not (path / name).is_dir()}
     if "safety_checker" in overrides:
         log.warning("%s declares a safety checker but has none: images are not checked", path)

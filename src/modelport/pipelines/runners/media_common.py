@@ -30,19 +30,13 @@ class Loaded:
 def load_model(path: Path, options: LoadOptions, model_class: Any) -> Loaded:
     """`model_class.from_pretrained` with modelport's rules: no pickle unless allowed, no remote code
     unless trusted, nothing from the network, float32 on CPU unless a dtype is named."""
-    import torch
 
-    from modelport.engine.loader import check_weights, pick_device, pick_dtype
+    from modelport.engine.loader import check_weights, pick_device, pick_exact_dtype
 
     has_safetensors = check_weights(path, options.allow_pickle)
     device = pick_device(options.device)
-    # pick_dtype's CPU default is bf16 where the CPU has it: fine for LLMs, but task models are
-    # small and their scores are compared to float32 references, so "auto" stays float32 on CPU
-    dtype = (
-        torch.float32
-        if options.dtype == "auto" and device.type == "cpu"
-        else pick_dtype(options.dtype, device)
-    )
+    # task models are small and their scores are compared to float32 references
+    dtype = pick_exact_dtype(options.dtype, device)
     model = model_class.from_pretrained(
         path,
         local_files_only=True,

@@ -24,11 +24,11 @@ from modelport.pipelines.base import InputKind, LoadOptions, Prepared, TaskOutpu
 from modelport.pipelines.errors import TaskInputError
 from modelport.pipelines.params import Rule, boolean, check_parameters, integer
 from modelport.pipelines.runners.text_common import (
-    MAX_INPUTS,
     TextModel,
     check_chars,
     chunks,
     load_text_model,
+    read_each,
 )
 
 MAX_WINDOWS = 32  # windows of one context: a longer one is refused, not read for minutes
@@ -65,15 +65,7 @@ def _read(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
                 return q, c
         return None
 
-    many = isinstance(inputs, list)
-    values = inputs if many else [inputs]
-    parsed = [one(v) for v in values]
-    if not 0 < len(values) <= MAX_INPUTS or any(p is None for p in parsed):
-        raise TaskInputError(
-            '`inputs` must be {"question": non-empty string, "context": non-empty string} '
-            f"or a list of 1 to {MAX_INPUTS} of them"
-        )
-    pairs = [p for p in parsed if p is not None]
+    pairs, many = read_each(inputs, one, '{"question": non-empty string, "context": non-empty string}')
     check_chars([t for p in pairs for t in p])
     return pairs, many
 

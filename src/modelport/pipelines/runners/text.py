@@ -22,11 +22,11 @@ from modelport.pipelines.base import InputKind, LoadOptions, Prepared, TaskOutpu
 from modelport.pipelines.errors import TaskInputError
 from modelport.pipelines.params import Rule, boolean, check_parameters, integer, one_of, text, text_list
 from modelport.pipelines.runners.text_common import (
-    MAX_INPUTS,
     TextModel,
     check_chars,
     load_text_model,
     logits,
+    read_each,
     read_texts,
 )
 
@@ -91,15 +91,7 @@ def _read_pairs(inputs: Any) -> tuple[list[tuple[str, str | None]], bool]:
                 return value["text"], second
         return None
 
-    many = isinstance(inputs, list)
-    values = inputs if many else [inputs]
-    parsed = [pair(v) for v in values]
-    if not 0 < len(values) <= MAX_INPUTS or any(p is None for p in parsed):
-        raise TaskInputError(
-            '`inputs` must be a string, {"text": ..., "text_pair": ...}, '
-            f"or a list of 1 to {MAX_INPUTS} of them"
-        )
-    pairs = [p for p in parsed if p is not None]
+    pairs, many = read_each(inputs, pair, 'a string, {"text": ..., "text_pair": ...},')
     if len({p[1] is None for p in pairs}) > 1:
         raise TaskInputError("`inputs` mixes single texts and text pairs; send one kind per request")
     check_chars([t for p in pairs for t in p if t is not None])

@@ -9,20 +9,22 @@ padding settings are mutable state shared by all its callers).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from modelport.engine.loader import ModelLoadError, check_weights, pick_device, pick_dtype
+from modelport.engine.loader import ModelLoadError, check_weights, load_failure, pick_device, pick_exact_dtype
 from modelport.pipelines.base import LoadOptions
 from modelport.pipelines.errors import TaskInputError
 
 MAX_INPUTS = 64  # texts in one request's list
 MAX_CHARS = 100_000  # per text, checked before tokenizing so a huge body costs nothing
 DEFAULT_LIMIT = 512  # tokens, when neither tokenizer nor config says
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -83,11 +85,7 @@ def load_text_model(
 
     has_safetensors = check_weights(path, options.allow_pickle)
     device = pick_device(options.device)
-    dtype = (
-        torch.float32
-        if options.dtype == "auto" and device.type == "cpu"
-        else pick_dtype(options.dtype, device)
-    )
+    dtype = pick_exact_dtype(options.dtype, device)
     common = {"local_files_only": True, "trust_remote_code": options.trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **common)
@@ -96,11 +94,7 @@ def load_text_model(
             path, dtype=dtype, use_safetensors=has_safetensors, **common
         )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        if "trust_remote_code" in str(exc):
-            raise ModelLoadError(
-                f"{path} needs custom model code; pass --trust-remote-code only if you trust it"
-            ) from exc
-        raise ModelLoadError(f"cannot load {path} with {model_class}: {exc}") from exc
+        raise load_failure(path, exc, f" with {model_class}") from exc
     if need_fast and not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
             f"{path} has no fast tokenizer (tokenizer.json), which this task needs for offsets"
@@ -125,16 +119,20 @@ def token_limit(tokenizer: Any, config: Any) -> int:
     return min(limits) if limits else DEFAULT_LIMIT
 
 
+def read_each(inputs: Any, one: Callable[[Any], T | None], shapes: str) -> tuple[list[T], bool]:
+    """`inputs` as one item or a list of 1 to MAX_INPUTS (then the answer is a list), each read by
+    `one`, which returns None for a value of the wrong shape; `shapes` names the accepted ones."""
+    many = isinstance(inputs, list)
+    values = inputs if many else [inputs]
+    parsed = [one(v) for v in values]
+    if not 0 < len(values) <= MAX_INPUTS or any(p is None for p in parsed):
+        raise TaskInputError(f"`inputs` must be {shapes} or a list of 1 to {MAX_INPUTS} of them")
+    return [p for p in parsed if p is not None], many
+
+
 def read_texts(inputs: Any, what: str = "a string") -> tuple[list[str], bool]:
     """One text, or a list of 1 to MAX_INPUTS texts (then the answer is a list)."""
-    if isinstance(inputs, str):
-        texts, many = [inputs], False
-    elif (
-        isinstance(inputs, list) and 0 < len(inputs) <= MAX_INPUTS and all(isinstance(t, str) for t in inputs)
-    ):
-        texts, many = list(inputs), True
-    else:
-        raise TaskInputError(f"`inputs` must be {what} or a list of 1 to {MAX_INPUTS} of them")
+    texts, many = read_each(inputs, lambda v: v if isinstance(v, str) else None, what)
     check_chars(texts)
     return texts, many
 
