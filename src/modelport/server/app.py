@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport import envs
 from modelport.engine import startup
@@ -76,21 +76,6 @@ def create_app(state: ServerState, api: str = "all", replica_token: str | None =
         log.exception("unhandled error on %s", request.url.path)
         return error_response(request.url.path, APIError(500, f"internal error ({type(exc).__name__})"))
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        start = time.monotonic()
-        response: Response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        log.debug(
-            "%s %s %d %.1fms",
-            request.method,
-            request.url.path,
-            response.status_code,
-            (time.monotonic() - start) * 1000,
-        )
-        return response
-
     @app.get("/health")
     async def health() -> Response:
         if not state.healthy():
@@ -119,11 +104,44 @@ def create_app(state: ServerState, api: str = "all", replica_token: str | None =
         if api == "openai":
             router = APIRouter(routes=[r for r in router.routes if getattr(r, "path", "").startswith("/v1/")])
         app.include_router(router)
+    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     token = envs.REPLICA_TOKEN.get() if replica_token is None else replica_token
     if token:  # outermost: a caller without the token is refused before its body is read
         app.add_middleware(ReplicaAuthMiddleware, token=token)
     return app
+
+
+class RequestIdMiddleware:
+    """Echo the caller's X-Request-ID (or a new one) on the answer, and log each request at debug.
+    Plain ASGI: Starlette's BaseHTTPMiddleware costs a task and a stream copy per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id")
+        rid = given or uuid.uuid4().hex.encode()
+        start = time.monotonic()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid)]}
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "%s %s %d %.1fms",
+                        scope.get("method"),
+                        scope.get("path"),
+                        message["status"],
+                        (time.monotonic() - start) * 1000,
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class ReplicaAuthMiddleware:
