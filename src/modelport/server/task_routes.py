@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -21,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from modelport.pipelines.base import TaskOutput, TaskRequest
 from modelport.pipelines.errors import TaskBackendError, TaskInputError, TaskUnavailable
 from modelport.pipelines.payload import decode_body, media_type
+from modelport.pipelines.runners.audio import transcription, transcription_request
 from modelport.protocol.errors import APIError, Dialect, render
 from modelport.protocol.json_body import InvalidJSONBody, parse_json_body
 from modelport.server.openai_routes import get_state
@@ -85,7 +84,7 @@ def metering_headers(*outs: TaskOutput) -> dict[str, str]:
 async def transcriptions(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """OpenAI's transcription route: a multipart form with `file` (and `model`, `response_format`,
     `language`, `prompt`, `temperature`), answered as {"text"}, plain text, or verbose_json."""
-    state.require_tasks(ASR)
+    service = state.require_tasks(ASR)
     if not media_type(request.headers.get("content-type")).startswith("multipart/form-data"):
         raise APIError(
             400, "send the audio as a multipart/form-data upload with a `file` field", param="file"
@@ -108,64 +107,56 @@ async def transcriptions(request: Request, state: ServerState = Depends(get_stat
                 param="response_format",
             )
         fields.pop("model", None)  # the endpoint's URL names the model
-        parameters = _transcription_parameters(fields)
         data = await upload.read()
     finally:
         await form.close()
-    out = await run_task(state, TaskRequest(inputs=data, parameters=parameters))
-    body = out.body if isinstance(out.body, Mapping) else {"text": str(out.body)}
-    text = str(body.get("text", ""))
+    temperature, timestamps = _transcription_options(fields)
+    try:
+        req = transcription_request(service.runner, data, temperature=temperature, timestamps=timestamps)
+    except TaskInputError as exc:
+        raise _api_error(exc) from None
+    out = await run_task(state, req)
+    said = transcription(out)
     headers = metering_headers(out)
     if response_format == "text":
-        return PlainTextResponse(text, headers=headers)
+        return PlainTextResponse(said.text, headers=headers)
     if response_format == "verbose_json":
-        seconds = float(out.units.get("audio_seconds", 0.0))
+        segments = [
+            {"id": i, "start": seg.start, "end": seg.end, "text": seg.text}
+            for i, seg in enumerate(said.segments)
+        ] or [{"id": 0, "start": 0.0, "end": said.duration, "text": said.text}]
         verbose = {
             "task": "transcribe",
-            "language": parameters.get("language") or "unknown",
-            "duration": seconds,
-            "text": text,
-            "segments": _segments(body, seconds),
+            "language": "unknown",  # the recognizers here do not detect the language
+            "duration": said.duration,
+            "text": said.text,
+            "segments": segments,
         }
         return JSONResponse(verbose, headers=headers)
-    usage = {"type": "duration", "seconds": math.ceil(float(out.units.get("audio_seconds", 0.0)))}
-    return JSONResponse({"text": text, "usage": usage}, headers=headers)
+    usage = {"type": "duration", "seconds": math.ceil(said.duration)}
+    return JSONResponse({"text": said.text, "usage": usage}, headers=headers)
 
 
-def _transcription_parameters(fields: dict[str, str]) -> dict[str, Any]:
-    """OpenAI's form fields the runner can honour; the rest are refused, not ignored."""
-    out: dict[str, Any] = {}
+def _transcription_options(fields: dict[str, str]) -> tuple[float | None, bool]:
+    """OpenAI's form fields the runner can honour (temperature, timestamp granularities); the
+    rest (language, prompt, ...) are refused, not ignored."""
+    temperature: float | None = None
+    timestamps = False
     for name, value in fields.items():
         if name == "temperature":
             try:
                 temperature = float(value)
             except ValueError:
                 raise APIError(400, "`temperature` must be a number", param="temperature") from None
-            if temperature != 0.0:
-                raise APIError(
-                    400, "only `temperature` 0 (greedy decoding) is supported here", param="temperature"
-                )
-        elif name == "timestamp_granularities[]" and value == "segment":
-            continue
+        elif name == "timestamp_granularities[]" and value in ("segment", "word"):
+            timestamps = True
         else:
             raise APIError(
                 400,
                 f"the form field {name!r} is not supported by this endpoint's speech recognizer",
                 param=name,
             )
-    return out
-
-
-def _segments(body: Mapping[str, Any], seconds: float) -> list[dict[str, Any]]:
-    chunks = body.get("chunks")
-    if isinstance(chunks, list) and chunks:
-        out = []
-        for i, chunk in enumerate(chunks):
-            start, end = (chunk.get("timestamp") or (0.0, seconds))[:2]
-            out.append({"id": i, "start": start, "end": end if end is not None else seconds,
-                        "text": chunk.get("text", "")})  # fmt: skip
-        return out
-    return [{"id": 0, "start": 0.0, "end": seconds, "text": body.get("text", "")}]
+    return temperature, timestamps
 
 
 @router.post("/v1/images/generations", response_model=None)
